@@ -1,0 +1,68 @@
+/** Exit codes shared by every command: 0 done, 1 failed, 2 bad usage or inventory, 3 partial. */
+export const ExitCode = { ok: 0, failed: 1, usage: 2, partial: 3 } as const;
+
+/** Base of every error swarmform reports on purpose; `exitCode` decides how the CLI ends. */
+export class SwarmformError extends Error {
+  readonly exitCode: number = ExitCode.failed;
+  /** What the user could try next, shown under the message. */
+  hint?: string;
+  constructor(message: string, opts?: { hint?: string; cause?: unknown }) {
+    super(message, opts?.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = new.target.name;
+    this.hint = opts?.hint;
+  }
+}
+
+/** Bad command line or inventory: nothing was changed. */
+export class UsageError extends SwarmformError {
+  override readonly exitCode: number = ExitCode.usage;
+}
+
+/** One problem in an inventory file, with its position. */
+export interface InventoryProblem {
+  file: string;
+  line: number;
+  column: number;
+  /** Dotted path of the key, e.g. `groups.workers.count`. */
+  key: string;
+  message: string;
+}
+
+/** An inventory that failed to render, parse or validate; lists every problem found. */
+export class InventoryError extends UsageError {
+  constructor(readonly problems: InventoryProblem[]) {
+    super(problems.map((p) => `${p.file}:${p.line}:${p.column}: ${p.key ? `${p.key}: ` : ''}${p.message}`).join('\n'));
+  }
+}
+
+/** A step failed on one host: carries the host, the step, and the command's stderr tail. */
+export class HostStepError extends SwarmformError {
+  constructor(
+    readonly host: string,
+    readonly step: string,
+    message: string,
+    opts?: { hint?: string; cause?: unknown; command?: string; stderr?: string },
+  ) {
+    super(`${host}: ${step}: ${message}`, opts);
+    this.command = opts?.command;
+    this.stderr = opts?.stderr;
+  }
+  readonly command?: string;
+  readonly stderr?: string;
+}
+
+/** Some hosts failed while the rest were done and recorded. */
+export class PartialError extends SwarmformError {
+  override readonly exitCode: number = ExitCode.partial;
+  constructor(message: string, readonly failures: { host: string; step: string; message: string }[]) {
+    super(message);
+  }
+}
+
+/** Another run holds the cluster's lock. */
+export class LockedError extends SwarmformError {}
+
+/** Maps any thrown value to an exit code. */
+export function exitCodeOf(err: unknown): number {
+  return err instanceof SwarmformError ? err.exitCode : ExitCode.failed;
+}

@@ -1,0 +1,90 @@
+/** The resolved inventory: what every later phase reads. Produced by `loadInventory` after full validation. */
+
+export type Role = 'manager' | 'worker';
+
+/** SSH settings; merged cluster -> group -> host, the most specific winning. */
+export interface SshSettings {
+  user: string;
+  port: number;
+  /** Path of a private key file (`~` expanded). Absent: the provider supplies one (lab) or ssh-agent is used. */
+  key?: string;
+  /** Seconds to keep trying to reach SSH before failing the host. */
+  connectTimeout: number;
+}
+
+/** How to pick the address a node advertises to the swarm. */
+export type AdvertiseChoice = { kind: 'private' } | { kind: 'public' } | { kind: 'cidr'; cidr: string };
+
+export type InstallMethod = 'packages' | 'bundle';
+
+export interface SwarmSettings {
+  advertise: AdvertiseChoice;
+  /** Worker joins in flight at once across the cluster. */
+  joinConcurrency: number;
+  /** Engine install method; `auto` lets the provider decide (the lab uses a bundle). */
+  install: InstallMethod | 'auto';
+  /** Open the swarm ports in each host's firewall (turning it off is for diagnosis only). */
+  firewall: boolean;
+  /** Set managers' availability to drain so tasks run on workers only. */
+  drainManagers: boolean;
+  /** Extra keys merged into /etc/docker/daemon.json. */
+  daemon: Record<string, unknown>;
+}
+
+export interface HostSpec {
+  name: string;
+  /** Inventory group the host came from. */
+  group: string;
+  provider: string;
+  role: Role;
+  labels: Record<string, string>;
+  ssh: SshSettings;
+  /** Address for providers that do not create machines (ssh): where to connect. */
+  address?: string;
+  /** Private address when it differs from `address` (ssh provider). */
+  privateAddress?: string;
+  /** Provider-specific options of the group, merged with the host's; validated by the provider. */
+  options: Record<string, unknown>;
+}
+
+export interface PublishedPort {
+  published: number;
+  target: number;
+  protocol: 'tcp' | 'udp';
+  mode: 'host' | 'ingress';
+}
+
+export interface ServiceSpec {
+  name: string;
+  image: string;
+  /** `replicated` with `replicas`, or `global`. */
+  mode: 'replicated' | 'global';
+  replicas: number;
+  command?: string[];
+  args?: string[];
+  env: Record<string, string>;
+  ports: PublishedPort[];
+  constraints: string[];
+  labels: Record<string, string>;
+}
+
+/** An image tarball to load on every node: `docker save` output (`load`) or a root filesystem (`import`). */
+export interface ImageSpec {
+  file: string;
+  kind: 'load' | 'import';
+  /** Tag given to an imported root filesystem. */
+  tag?: string;
+}
+
+export interface Inventory {
+  /** Absolute path of the inventory file. */
+  file: string;
+  /** Cluster name: names the state directory and every provider resource. */
+  cluster: string;
+  /** Provider-level settings by provider name (e.g. `lab: {subnet}`), validated by each provider. */
+  providers: Record<string, Record<string, unknown>>;
+  swarm: SwarmSettings;
+  hosts: HostSpec[];
+  services: ServiceSpec[];
+  images: ImageSpec[];
+}

@@ -1,0 +1,105 @@
+/**
+ * The provider contract. Batch-oriented: at Swarm2k scale one API call per machine is the bottleneck, so every
+ * method takes or returns many machines at once and the provider batches to its cloud's limit.
+ */
+import type { ZodType } from 'zod';
+import type { EventBus } from '../core/events.js';
+import type { HostSpec, Inventory, Role } from '../inventory/types.js';
+
+/** How a machine's services (the engine) are started: the provider knows, bootstrap obeys. */
+export type InitSystem = 'systemd' | 'openrc' | 'sysv' | 'none' | 'detect';
+
+/** A machine that exists: what every later phase needs to reach and place it. */
+export interface Machine {
+  name: string;
+  role: Role;
+  group: string;
+  provider: string;
+  /** The provider's own id (instance id, droplet id, lab pid, or the address for `ssh`). */
+  providerId: string;
+  privateAddress: string;
+  publicAddress?: string;
+  ssh: {
+    host: string;
+    port: number;
+    user: string;
+    /** Path of the private key file to authenticate with; absent means ssh-agent. */
+    keyPath?: string;
+  };
+  labels: Record<string, string>;
+  init: InitSystem;
+}
+
+/** What a provider can do; read by planning and by the fan-out engine to size batches. */
+export interface ProviderInfo {
+  name: string;
+  /** Most machines one create call may ask for (10 on DigitalOcean, hundreds on EC2, 1 for VirtualBox). */
+  batchSize: number;
+  /** Create/destroy calls the provider may have in flight at once. */
+  concurrency: number;
+  /** Accepts cloud-init style user data. */
+  userData: boolean;
+  /** Engine install method used when the inventory says `auto`. */
+  defaultInstall: 'packages' | 'bundle';
+  /** Creates and destroys machines (false for `ssh`, whose machines exist already). */
+  ownsMachines: boolean;
+  /** Needs root on the operator's machine. */
+  needsRoot: boolean;
+}
+
+/** Shared by every provider call. */
+export interface ProviderContext {
+  inventory: Inventory;
+  /** Per-cluster state directory (0700); providers keep their own files below it. */
+  stateDir: string;
+  events: EventBus;
+  signal?: AbortSignal;
+}
+
+/** Per-machine outcome of a batch call: what succeeded is returned even when other machines failed. */
+export interface BatchResult<T = Machine> {
+  done: T[];
+  failed: { name: string; error: Error }[];
+}
+
+/** Files a provider hands to bootstrap (the lab builds its engine bundle and base image locally). */
+export interface ProviderArtifacts {
+  /** A `.tar.gz` of static engine binaries for the `bundle` install method. */
+  bundle?: string;
+  /** Images to load on every node, in addition to the inventory's `images:`. */
+  images?: { file: string; kind: 'load' | 'import'; tag?: string }[];
+}
+
+/** A network path the cluster's swarm ports must cross, for planning and reporting. */
+export interface FirewallRule {
+  port: string;
+  protocol: 'tcp' | 'udp' | 'esp';
+  from: string;
+  why: string;
+}
+
+export interface Provider {
+  readonly name: string;
+  /** Schemas for `providers.<name>` settings and a group's `options`, checked with positions by the inventory loader. */
+  readonly schemas: { settings?: ZodType; options?: ZodType };
+  /** Capabilities; pure, never fails. */
+  info(): ProviderInfo;
+  /** Checks provider settings and host options offline; throws UsageError naming the key. Touches nothing. */
+  validate(hosts: HostSpec[], ctx: ProviderContext): void;
+  /** Checks the operator's machine can run this provider (root, binaries); throws UsageError saying what is missing. */
+  preflight(ctx: ProviderContext): Promise<void>;
+  /** Lines describing what `create` would do for these hosts (calls, batches, rules); offline. */
+  plan(hosts: HostSpec[], ctx: ProviderContext): string[];
+  /** Builds or locates files bootstrap needs (engine bundle, base images); cached, safe to call on every run. */
+  artifacts(ctx: ProviderContext): Promise<ProviderArtifacts>;
+  /** Creates the cluster-scoped network and firewall (bridge, security group); idempotent. Throws on failure. */
+  network(ctx: ProviderContext): Promise<void>;
+  /** Creates the missing machines in batches; machines that came up are in `done` even if others failed. */
+  create(hosts: HostSpec[], ctx: ProviderContext): Promise<BatchResult>;
+  /** Discovers the cluster's machines from the provider itself (tags, labels, namespaces), not local state. */
+  list(ctx: ProviderContext): Promise<Machine[]>;
+  /** Destroys machines in batches; a machine already gone counts as done. */
+  destroy(machines: Machine[], ctx: ProviderContext): Promise<BatchResult<string>>;
+  /** Removes the cluster network and anything else `network` or `create` made; idempotent. `force` also removes leftovers of crashed runs. */
+  teardown(ctx: ProviderContext, opts: { force: boolean }): Promise<void>;
+}
