@@ -1,0 +1,124 @@
+import path from 'node:path';
+import nunjucks from 'nunjucks';
+import type { ProblemList } from './problems.js';
+
+/**
+ * Renders the inventory as a nunjucks template before it is parsed as YAML, so `{{ env.HOME }}` and loops work.
+ * Returns null (after recording the problem) when the template does not compile or render.
+ */
+export function renderTemplate(text: string, file: string, env: NodeJS.ProcessEnv, problems: ProblemList): string | null {
+  // `dev` keeps the error's own line and column instead of folding them into the message only.
+  const nj = new nunjucks.Environment(new nunjucks.FileSystemLoader(path.dirname(file)), {
+    autoescape: false,
+    throwOnUndefined: false,
+    dev: true,
+  });
+  let template: nunjucks.Template;
+  try {
+    template = new nunjucks.Template(text, nj, file, true);
+  } catch (err) {
+    const unclosed = /end of file/.test(templateMessage(err)) ? findUnclosed(text) : undefined;
+    if (unclosed) {
+      problems.addAt(unclosed.position, '', `template error: ${unclosed.message}`);
+    } else {
+      // The parser reports 1-based lines and columns.
+      problems.addAt(templatePosition(err, text, 0), '', `template error: ${templateMessage(err)}`);
+    }
+    return null;
+  }
+  try {
+    return template.render({ env });
+  } catch (err) {
+    // Errors raised while rendering carry the compiler's 0-based line and column.
+    problems.addAt(templatePosition(err, text, 1), '', `template error: ${templateMessage(err)}`);
+    return null;
+  }
+}
+
+interface NunjucksError {
+  message?: string;
+  lineno?: number;
+  colno?: number;
+}
+
+/** The last line of nunjucks' message, without its "(file) [Line x, Column y]" header and "Error: " prefixes. */
+function templateMessage(err: unknown): string {
+  const raw = String((err as NunjucksError)?.message ?? err);
+  const lines = raw.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  let msg = lines[lines.length - 1] ?? raw;
+  msg = msg.replace(/^(?:Template render error: )?(?:\([^)]*\)(?: \[Line \d+, Column \d+\])?\s*)?/, '');
+  msg = msg.replace(/^(?:Error: )+/, '').replace(/^parse\w*: /, '');
+  if (msg === 'unexpected end of file') msg += ' (is an {% endfor %}, {% endif %} or closing "}}" missing?)';
+  return msg;
+}
+
+function templatePosition(err: unknown, text: string, offset: number): { line: number; column: number } {
+  const { lineno, colno } = (err as NunjucksError) ?? {};
+  if (typeof lineno === 'number' && (lineno > 0 || offset > 0) && !(lineno === 0 && colno === 0)) {
+    return { line: lineno + offset, column: Math.max(1, (colno ?? 0) + offset) };
+  }
+  const msg = templateMessage(err);
+  // Some errors come without a position: find what they name in the source.
+  const filter = /filter not found: (\S+)/.exec(msg);
+  if (filter) {
+    const found = indexPosition(text, new RegExp(`\\|\\s*${escapeRegExp(filter[1])}\\b`));
+    if (found) return found;
+  }
+  if (msg.startsWith('unexpected end of file')) {
+    const lines = text.split('\n');
+    const last = lines.length > 1 && lines[lines.length - 1] === '' ? lines.length - 1 : lines.length;
+    return { line: last, column: 1 };
+  }
+  return { line: 1, column: 1 };
+}
+
+const BLOCK_TAGS = new Set(['if', 'for', 'asyncEach', 'asyncAll', 'macro', 'block', 'call', 'filter', 'raw', 'verbatim']);
+
+/** The tag or comment the template never closes, for "end of file" errors that come without a position. */
+function findUnclosed(text: string): { position: { line: number; column: number }; message: string } | undefined {
+  const comment = text.lastIndexOf('{#');
+  if (comment >= 0 && text.indexOf('#}', comment) < 0) {
+    return { position: offsetPosition(text, comment), message: 'this comment is not closed: add "#}"' };
+  }
+  const stack: { tag: string; index: number }[] = [];
+  for (const m of text.matchAll(/\{%-?\s*(\w+)/g)) {
+    const tag = m[1];
+    if (BLOCK_TAGS.has(tag)) stack.push({ tag, index: m.index ?? 0 });
+    else if (tag.startsWith('end') && stack.length > 0 && stack[stack.length - 1].tag.toLowerCase() === tag.slice(3).toLowerCase()) stack.pop();
+  }
+  const open = stack.pop();
+  if (open) return { position: offsetPosition(text, open.index), message: `{% ${open.tag} %} is not closed: add {% end${open.tag} %}` };
+  const expr = text.lastIndexOf('{{');
+  if (expr >= 0 && text.indexOf('}}', expr) < 0) return { position: offsetPosition(text, expr), message: 'this expression is not closed: add "}}"' };
+  return undefined;
+}
+
+function offsetPosition(text: string, index: number): { line: number; column: number } {
+  const before = text.slice(0, index);
+  return { line: before.split('\n').length, column: index - before.lastIndexOf('\n') };
+}
+
+function indexPosition(text: string, re: RegExp): { line: number; column: number } | undefined {
+  const m = re.exec(text);
+  return m ? offsetPosition(text, m.index) : undefined;
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/**
+ * A note for problems on lines the template changed, so the user knows the position is in the rendered text.
+ * Empty when the rendered line is the same as the source's line.
+ */
+export function renderedLineNote(source: string, rendered: string): (line: number) => string {
+  if (source === rendered) return () => '';
+  const src = source.split('\n');
+  const out = rendered.split('\n');
+  return (line) => {
+    const text = out[line - 1];
+    if (text === undefined || src[line - 1] === text) return '';
+    const shown = text.trim().length > 60 ? `${text.trim().slice(0, 57)}...` : text.trim();
+    return ` (line ${line} of the rendered inventory: "${shown}")`;
+  };
+}

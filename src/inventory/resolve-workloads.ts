@@ -1,0 +1,78 @@
+/** Services and images: the checks that span entries (unique names, port clashes, files on disk) and the final specs. */
+import { statSync } from 'node:fs';
+import { resolveLocalPath } from './local-paths.js';
+import type { DocPath, ProblemList } from './problems.js';
+import type { ImageEntry, ServiceEntry } from './schema.js';
+import type { ImageSpec, ServiceSpec } from './types.js';
+
+/** Services with defaults applied; duplicate names, `replicas` on a global service and ingress port clashes are problems. */
+export function resolveServices(entries: ServiceEntry[] | undefined, problems: ProblemList): ServiceSpec[] {
+  const services: ServiceSpec[] = [];
+  const names = new Map<string, number>();
+  // Ingress ports are published on every node of the swarm, so two services cannot share one.
+  const ingress = new Map<string, string>();
+  (entries ?? []).forEach((s, i) => {
+    const path: DocPath = ['workloads', 'services', i];
+    const first = names.get(s.name);
+    if (first !== undefined) {
+      const line = problems.locate(['workloads', 'services', first, 'name'], 'value').line;
+      problems.add([...path, 'name'], `duplicate service name "${s.name}" (first defined on line ${line})`);
+    } else {
+      names.set(s.name, i);
+    }
+    const mode = s.mode ?? 'replicated';
+    if (mode === 'global' && s.replicas !== undefined) {
+      problems.add([...path, 'replicas'], 'replicas cannot be set on a global service (it runs one task on every node)', 'key');
+    }
+    const hostPorts = new Set<string>();
+    const ports = s.ports ?? [];
+    ports.forEach((p, j) => {
+      if (p.published === 0) return;
+      const id = `${p.published}/${p.protocol}`;
+      if (p.mode === 'ingress') {
+        const owner = ingress.get(id);
+        if (owner !== undefined) problems.add([...path, 'ports', j], `port ${id} is already published in ingress mode by service "${owner}"`);
+        else ingress.set(id, s.name);
+      } else if (hostPorts.has(id)) {
+        problems.add([...path, 'ports', j], `port ${id} is published twice in host mode by this service`);
+      } else {
+        hostPorts.add(id);
+      }
+    });
+    const spec: ServiceSpec = {
+      name: s.name,
+      image: s.image,
+      mode,
+      replicas: mode === 'global' ? 0 : (s.replicas ?? 1),
+      env: s.env ?? {},
+      ports,
+      constraints: (s.constraints ?? []).map((c) => c.trim()),
+      labels: s.labels ?? {},
+    };
+    if (s.command !== undefined) spec.command = s.command;
+    if (s.args !== undefined) spec.args = s.args;
+    services.push(spec);
+  });
+  return services;
+}
+
+/** Image tarballs with absolute paths; a missing file, or a tag on a non-imported image, is a problem. */
+export function resolveImages(entries: ImageEntry[] | undefined, baseDir: string, problems: ProblemList): ImageSpec[] {
+  return (entries ?? []).map((entry, i) => {
+    const path: DocPath = ['images', i];
+    const file = resolveLocalPath(entry.file, baseDir);
+    try {
+      if (!statSync(file).isFile()) problems.add([...path, 'file'], `not a file: ${file}`);
+    } catch {
+      problems.add([...path, 'file'], `file not found: ${file}`);
+    }
+    const spec: ImageSpec = { file, kind: entry.import ? 'import' : 'load' };
+    if (entry.import) {
+      if (entry.tag === undefined) problems.add([...path, 'tag'], 'an imported root filesystem needs a tag, like tag: myorg/base:1');
+      else spec.tag = entry.tag;
+    } else if (entry.tag !== undefined) {
+      problems.add([...path, 'tag'], 'tag is only used with import: true (a `docker save` tarball keeps its own tags)', 'key');
+    }
+    return spec;
+  });
+}

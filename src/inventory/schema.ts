@@ -1,0 +1,236 @@
+/**
+ * The inventory file's schema: shapes, types and value rules of every key. Rules that span keys (host name
+ * uniqueness, one manager at least, provider schemas) are checked after this, on the parsed result.
+ */
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import type { AdvertiseChoice, PublishedPort } from './types.js';
+import { ShellWordsError, splitShellWords } from './shell-words.js';
+import { expectedMessage, expecting } from './zod-issues.js';
+
+const nonEmpty = (what: string) => z.string(expecting(what)).min(1, expecting(what));
+
+const intBetween = (min: number, max: number, what: string) =>
+  z.number(expecting(what)).int(expecting(what)).min(min, expecting(what)).max(max, expecting(what));
+
+const positiveInt = (what = 'a positive integer') =>
+  z.number(expecting(what)).int(expecting(what)).positive(expecting(what));
+
+const portNumber = intBetween(1, 65535, 'a port number (1-65535)');
+
+/** A string; numbers and booleans (`zone: 1`, `ssd: true`) are taken as their text. */
+const scalarString = (what = 'a string') =>
+  z.union([z.string(), z.number(), z.boolean()], expecting(what)).transform((v) => String(v));
+
+const stringMap = (what: string) => z.record(nonEmpty('a non-empty key'), scalarString(what), expecting('a mapping (key: value)'));
+
+/** Node labels: string values, numbers and booleans coerced. */
+export const labelsSchema = stringMap('a label value (a string)');
+
+/** An IP address, or a DNS name for `address`. */
+const hostAddress = z.string(expecting('an IP address or DNS name')).refine(
+  (v) => isIP(v) !== 0 || /^(?=.{1,253}$)[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*$/.test(v),
+  expecting('an IP address or DNS name'),
+);
+
+const ipAddress = z.string(expecting('an IP address')).refine((v) => isIP(v) !== 0, expecting('an IP address'));
+
+/** True for `10.0.0.0/8`, `fd00::/8`: an IP address and a prefix length that fits it. */
+export function isCidr(v: string): boolean {
+  const m = /^([^/]+)\/(\d{1,3})$/.exec(v);
+  if (!m) return false;
+  const family = isIP(m[1]);
+  const bits = Number(m[2]);
+  return (family === 4 && bits <= 32) || (family === 6 && bits <= 128);
+}
+
+const ADVERTISE = 'private, public or a CIDR like 10.0.0.0/8';
+
+const advertiseSchema = z.string(expecting(ADVERTISE)).transform((v, ctx): AdvertiseChoice => {
+  if (v === 'private' || v === 'public') return { kind: v };
+  if (isCidr(v)) return { kind: 'cidr', cidr: v };
+  ctx.addIssue({ code: 'custom', message: expectedMessage(ADVERTISE, v), input: v });
+  return z.NEVER;
+});
+
+/** SSH settings at any level; defaults are applied when levels are merged. */
+export const sshSchema = z.strictObject(
+  {
+    user: nonEmpty('a user name').optional(),
+    port: portNumber.optional(),
+    key: nonEmpty('the path of a private key file').optional(),
+    connectTimeout: positiveInt('a positive number of seconds').optional(),
+  },
+  expecting('a mapping of ssh settings (user, port, key, connectTimeout)'),
+);
+
+const optionsSchema = z.record(z.string(), z.unknown(), expecting('a mapping of provider options'));
+
+const hostSchema = z.strictObject(
+  {
+    name: nonEmpty('a host name'),
+    address: hostAddress.optional(),
+    privateAddress: ipAddress.optional(),
+    labels: labelsSchema.optional(),
+    ssh: sshSchema.optional(),
+    options: optionsSchema.optional(),
+  },
+  expecting('a host (a mapping with at least a name)'),
+);
+
+const groupSchema = z.strictObject(
+  {
+    role: z.enum(['manager', 'worker'], expecting('"manager" or "worker"')),
+    count: positiveInt().optional(),
+    name: nonEmpty('a host name or a name range like web-[1:3]').optional(),
+    provider: nonEmpty('a provider name').optional(),
+    labels: labelsSchema.optional(),
+    ssh: sshSchema.optional(),
+    options: optionsSchema.optional(),
+    hosts: z.array(hostSchema, expecting('a list of hosts')).min(1, expecting('a list of at least one host')).optional(),
+  },
+  expecting('a group (a mapping with role and count, name or hosts)'),
+);
+
+const swarmSchema = z
+  .strictObject(
+    {
+      advertise: advertiseSchema.default({ kind: 'private' }),
+      joinConcurrency: intBetween(1, 1000, 'a whole number from 1 to 1000').default(12),
+      install: z.enum(['auto', 'packages', 'bundle'], expecting('"auto", "packages" or "bundle"')).default('auto'),
+      firewall: z.boolean(expecting('true or false')).default(true),
+      drainManagers: z.boolean(expecting('true or false')).default(false),
+      daemon: z.record(z.string(), z.unknown(), expecting('a mapping of daemon.json keys')).default(() => ({})),
+    },
+    expecting('a mapping of swarm settings'),
+  )
+  .prefault({});
+
+const imageSchema = z.union(
+  [
+    nonEmpty('an image file').transform((file) => ({ file, import: false as boolean, tag: undefined as string | undefined })),
+    z.strictObject({
+      file: nonEmpty('the path of an image tarball'),
+      import: z.boolean(expecting('true or false')).default(false),
+      tag: z
+        .string(expecting('an image tag like myorg/base:1'))
+        .regex(/^[^\s]+$/, expecting('an image tag like myorg/base:1'))
+        .optional(),
+    }),
+  ],
+  expecting('an image file, or a mapping with file, import and tag'),
+);
+
+/** A command or args: a list of words, or one string split like a shell would (without running one). */
+const wordsSchema = z.union(
+  [
+    z.string().transform((v, ctx) => {
+      try {
+        return splitShellWords(v);
+      } catch (err) {
+        if (!(err instanceof ShellWordsError)) throw err;
+        ctx.addIssue({ code: 'custom', message: err.message, input: v });
+        return z.NEVER;
+      }
+    }),
+    z.array(scalarString('a string')),
+  ],
+  expecting('a string or a list of strings'),
+);
+
+/** Environment: a mapping, or a list of "KEY=value". */
+const envSchema = z.union(
+  [
+    stringMap('an environment value (a string)'),
+    z.array(
+      z.string(expecting('"KEY=value"')).transform((v, ctx) => {
+        const eq = v.indexOf('=');
+        if (eq <= 0) {
+          ctx.addIssue({ code: 'custom', message: expectedMessage('"KEY=value"', v), input: v });
+          return z.NEVER;
+        }
+        return [v.slice(0, eq), v.slice(eq + 1)] as const;
+      }),
+    ).transform((pairs) => Object.fromEntries(pairs) as Record<string, string>),
+  ],
+  expecting('a mapping or a list of "KEY=value"'),
+);
+
+const SHORT_PORT = '"[published:]target[/udp]" like "8080:80"';
+
+const portSchema = z.union(
+  [
+    z.string().transform((v, ctx): PublishedPort => {
+      const m = /^(?:(\d+):)?(\d+)(?:\/(tcp|udp))?$/.exec(v.trim());
+      const published = m?.[1] === undefined ? 0 : Number(m[1]);
+      const target = Number(m?.[2]);
+      if (!m || target < 1 || target > 65535 || (m[1] !== undefined && (published < 1 || published > 65535))) {
+        const range = m ? ' with ports from 1 to 65535' : '';
+        ctx.addIssue({ code: 'custom', message: expectedMessage(`${SHORT_PORT}${range}`, v), input: v });
+        return z.NEVER;
+      }
+      return { published, target, protocol: (m[3] ?? 'tcp') as 'tcp' | 'udp', mode: 'ingress' };
+    }),
+    portNumber.transform((target): PublishedPort => ({ published: 0, target, protocol: 'tcp', mode: 'ingress' })),
+    z
+      .strictObject({
+        published: portNumber.optional(),
+        target: portNumber,
+        protocol: z.enum(['tcp', 'udp'], expecting('"tcp" or "udp"')).default('tcp'),
+        mode: z.enum(['ingress', 'host'], expecting('"ingress" or "host"')).default('ingress'),
+      })
+      .transform((p): PublishedPort => ({ published: p.published ?? 0, target: p.target, protocol: p.protocol, mode: p.mode })),
+  ],
+  expecting(`${SHORT_PORT} or a mapping with published, target, protocol, mode`),
+);
+
+const CONSTRAINT = 'a placement constraint like "node.role == worker"';
+
+const serviceSchema = z.strictObject(
+  {
+    name: z
+      .string(expecting('a service name'))
+      .regex(/^[a-z0-9][a-z0-9_.-]*$/, expecting('a service name: lowercase letters, digits, "_", "." and "-"'))
+      .max(63, expecting('a service name of at most 63 characters')),
+    image: nonEmpty('an image reference like alpine:3.20'),
+    mode: z.enum(['replicated', 'global'], expecting('"replicated" or "global"')).optional(),
+    replicas: intBetween(0, 1_000_000, 'a whole number of replicas (0 or more)').optional(),
+    command: wordsSchema.optional(),
+    args: wordsSchema.optional(),
+    env: envSchema.optional(),
+    ports: z.array(portSchema, expecting('a list of ports')).optional(),
+    constraints: z
+      .array(z.string(expecting(CONSTRAINT)).regex(/^\s*[\w.-]+\s*(==|!=)\s*\S.*$/, expecting(CONSTRAINT)), expecting('a list of constraints'))
+      .optional(),
+    labels: labelsSchema.optional(),
+  },
+  expecting('a service (a mapping with at least name and image)'),
+);
+
+/** The whole inventory file. */
+export const inventorySchema = z.strictObject(
+  {
+    cluster: z
+      .string(expecting('a cluster name'))
+      .regex(/^[a-z0-9][a-z0-9-]*$/, expecting('a cluster name: lowercase letters, digits and "-"'))
+      .max(32, expecting('a cluster name of at most 32 characters')),
+    provider: nonEmpty('a provider name').optional(),
+    providers: z.record(z.string(), z.unknown(), expecting('a mapping of provider settings by provider name')).optional(),
+    ssh: sshSchema.optional(),
+    swarm: swarmSchema,
+    groups: z.record(z.string(), groupSchema, expecting('a mapping of groups by name')),
+    images: z.array(imageSchema, expecting('a list of images')).optional(),
+    workloads: z
+      .strictObject({ services: z.array(serviceSchema, expecting('a list of services')).optional() }, expecting('a mapping with services'))
+      .optional(),
+  },
+  expecting('a mapping with at least cluster and groups'),
+);
+
+/** The inventory file as validated by the schema, before groups are expanded. */
+export type InventoryFile = z.output<typeof inventorySchema>;
+export type GroupEntry = z.output<typeof groupSchema>;
+export type HostEntry = z.output<typeof hostSchema>;
+export type SshEntry = z.output<typeof sshSchema>;
+export type ServiceEntry = z.output<typeof serviceSchema>;
+export type ImageEntry = z.output<typeof imageSchema>;
