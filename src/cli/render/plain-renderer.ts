@@ -1,0 +1,105 @@
+/**
+ * Plain log lines for pipes and CI: one line per phase start and end, per failure, per warning; for small clusters
+ * also one line per host step outcome, for large ones a progress line at most every 5 s. Lines carry the time since
+ * the start: `[  12.3s] swarm: 3 ok, 1 failed, 0 skipped (4.1s)`.
+ */
+import type { Phase, SwarmformEvent } from '../../core/events.js';
+import { redact } from '../../state/redact.js';
+import { FailureLog } from './failures.js';
+import { bareMessage, clock, duration, plural, stamp } from './format.js';
+import { PhaseProgress } from './phase-progress.js';
+import type { Renderer, RendererSettings } from './types.js';
+
+/** Clusters up to this size get a line per host step. */
+export const SMALL_CLUSTER = 30;
+/** Least time between two progress lines of a large cluster. */
+export const PROGRESS_EVERY_MS = 5000;
+
+export function createPlainRenderer(s: RendererSettings): Renderer {
+  const small = s.hosts <= SMALL_CLUSTER;
+  const phases = new Map<Phase, PhaseProgress>();
+  const lastProgress = new Map<Phase, number>();
+  const failures = new FailureLog();
+  const line = (ts: number, text: string): void => {
+    s.stream.write(`${stamp(ts - s.startTs)} ${redact(text)}\n`);
+  };
+  const progressOf = (phase: Phase, ts: number): PhaseProgress => {
+    let p = phases.get(phase);
+    if (!p) phases.set(phase, (p = new PhaseProgress(phase, s.hosts, ts)));
+    return p;
+  };
+
+  const listener = (e: SwarmformEvent): void => {
+    failures.add(e);
+    switch (e.type) {
+      case 'phase': {
+        if (e.status === 'start') {
+          phases.set(e.phase, new PhaseProgress(e.phase, e.total, e.ts));
+          lastProgress.set(e.phase, e.ts);
+          line(e.ts, `${e.phase}: started, ${plural(e.total, unitOf(e.phase))}`);
+          return;
+        }
+        const p = phases.get(e.phase);
+        if (p && p.cancelled > 0) line(e.ts, `${e.phase}: ${plural(p.cancelled, 'host')} not started: cancelled`);
+        phases.delete(e.phase);
+        lastProgress.delete(e.phase);
+        line(e.ts, `${e.phase}: ${e.ok} ok, ${e.failed} failed, ${e.skipped} skipped (${duration(e.ms)})`);
+        return;
+      }
+      case 'step': {
+        const p = progressOf(e.phase, e.ts);
+        p.step(e);
+        const what = `${e.host}: ${e.step}`;
+        const msg = bareMessage(e.message, e.host, e.step);
+        if (e.status === 'fail') {
+          if (e.message !== 'cancelled') line(e.ts, `${what}: failed: ${msg || 'no message'}${e.ms !== undefined && e.ms > 0 ? ` (${duration(e.ms)})` : ''}`);
+        } else if (small) {
+          if (e.status === 'ok') line(e.ts, `${what}: ok${msg ? `: ${msg}` : ''}${e.ms !== undefined ? ` (${duration(e.ms)})` : ''}`);
+          else if (e.status === 'skip') line(e.ts, `${what}: skipped${msg ? `: ${msg}` : ''}`);
+          else if (e.status === 'retry') line(e.ts, `${what}: retry ${e.attempt ?? ''}${e.ms !== undefined ? ` in ${duration(e.ms)}` : ''}: ${msg}`);
+        }
+        if (!small) {
+          const last = lastProgress.get(e.phase) ?? p.startTs;
+          if (e.ts - last >= PROGRESS_EVERY_MS) {
+            lastProgress.set(e.phase, e.ts);
+            line(e.ts, progressText(p, e.ts));
+          }
+        }
+        return;
+      }
+      case 'log': {
+        const who = e.host ? `${e.host}: ` : '';
+        if (e.level === 'warn') line(e.ts, `warning: ${who}${e.message}`);
+        else if (!e.host || small) line(e.ts, `${who}${e.message}`);
+        return;
+      }
+      case 'result':
+        return; // the command prints its result itself
+    }
+  };
+
+  return {
+    mode: 'plain',
+    listener: (e) => {
+      try {
+        listener(e);
+      } catch {
+        // A renderer must never break the run.
+      }
+    },
+    done: async () => {},
+    summary: () => failures.lines(),
+  };
+}
+
+/** `swarm: 1532/2384 done, 3 failed, 12 running, 41.2/s, ETA 0:21`. */
+export function progressText(p: PhaseProgress, now: number): string {
+  const rate = p.rate(now);
+  const eta = p.eta(rate);
+  return `${p.phase}: ${p.done}/${p.total} done, ${p.failed} failed, ${p.running} running, ${rate.toFixed(1)}/s, ETA ${eta === undefined ? '?' : clock(eta)}`;
+}
+
+/** What a phase's total counts. */
+export function unitOf(phase: Phase): string {
+  return phase === 'workloads' ? 'service' : 'host';
+}
