@@ -68,13 +68,14 @@ export async function acquireLock(dir: string, cluster: string, opts: LockOption
     return async () => {
       if (released) return;
       released = true;
-      await rm(ownerPath(dir), { force: true });
+      // The lock goes first: a crash between the two leaves an owner file naming a dead pid, never a lock without owner.
       try {
         await release();
       } catch (e) {
         // Already released or compromised (e.g. `down` removed everything): nothing left to undo.
         if ((e as NodeJS.ErrnoException).code !== 'ERELEASED') throw e;
       }
+      await rm(ownerPath(dir), { force: true });
     };
   }
 }

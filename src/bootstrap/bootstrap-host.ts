@@ -1,0 +1,90 @@
+/**
+ * Bootstraps one host over its SSH connection: facts, engine install, service definition, daemon.json, firewall,
+ * engine start and ping. Every step observes before it changes, so a second run changes nothing.
+ */
+import type { EventBus } from '../core/events.js';
+import type { Machine } from '../providers/provider.js';
+import type { Remote } from '../remote/remote.js';
+import { ensureDaemonConfig } from './daemon-config.js';
+import { type EngineInit, ensureServiceDefinition, startEngine } from './engine-service.js';
+import { gatherFacts, type HostFacts } from './facts.js';
+import { openSwarmPorts } from './firewall.js';
+import { type BundleRef, installEngine } from './install-engine.js';
+
+/** Decided once per run for every host; nothing in it grows per host except `memberCidrs` (collapsed blocks). */
+export interface BootstrapPlan {
+  install: 'packages' | 'bundle';
+  bundle?: BundleRef;
+  daemon: Record<string, unknown>;
+  firewall: boolean;
+  memberCidrs: string[];
+}
+
+export interface BootstrapOutcome {
+  facts: HostFacts;
+  engineVersion: string;
+  /** True when nothing on the host had to change. */
+  unchanged: boolean;
+}
+
+/** Runs every bootstrap step on one host, emitting a step event for each. */
+export async function bootstrapHost(remote: Remote, machine: Machine, plan: BootstrapPlan, events: EventBus): Promise<BootstrapOutcome> {
+  const step = async <T>(name: string, fn: () => Promise<{ value: T; message: string; changed: boolean }>): Promise<T> => {
+    const t0 = Date.now();
+    events.emit({ type: 'step', phase: 'bootstrap', host: machine.name, step: name, status: 'start' });
+    try {
+      const r = await fn();
+      if (r.changed) changed = true;
+      // Fact gathering is an observation, not a change: it reads as done, never as skipped.
+      const status = r.changed || name === 'facts' ? 'ok' : 'skip';
+      events.emit({ type: 'step', phase: 'bootstrap', host: machine.name, step: name, status, message: r.message, ms: Date.now() - t0 });
+      return r.value;
+    } catch (err) {
+      events.emit({ type: 'step', phase: 'bootstrap', host: machine.name, step: name, status: 'fail', message: (err as Error).message, ms: Date.now() - t0 });
+      throw err;
+    }
+  };
+  let changed = false;
+
+  const facts = await step('facts', async () => {
+    const f = await gatherFacts(remote);
+    return { value: f, changed: false, message: `${f.osId} ${f.osVersion}, init ${f.init}, engine ${f.engineVersion ?? 'absent'}, firewall ${f.firewall}` };
+  });
+  const init: EngineInit = machine.init === 'detect' ? facts.init : machine.init;
+
+  const dockerd = await step('install engine', async () => {
+    const r = await installEngine(remote, facts, plan.install, plan.bundle);
+    return 'skipped' in r ? { value: r.dockerd, changed: false, message: r.skipped } : { value: r.dockerd, changed: true, message: r.message };
+  });
+
+  const serviceChanged = await step('engine service', async () => {
+    const c = await ensureServiceDefinition(remote, init, dockerd, plan.install === 'bundle' && dockerd.startsWith('/usr/local/'));
+    return { value: c, changed: c, message: c ? `service definition written (${init})` : `service definition up to date (${init})` };
+  });
+
+  const configChanged = await step('daemon config', async () => {
+    const c = await ensureDaemonConfig(remote, plan.daemon);
+    return { value: c, changed: c, message: c ? 'daemon.json written' : 'daemon.json unchanged' };
+  });
+
+  if (plan.firewall) {
+    await step('firewall', async () => {
+      const before = await remote.run('iptables -S SWARMFORM 2>/dev/null; nft list table inet swarmform 2>/dev/null');
+      const message = await openSwarmPorts(remote, facts.firewall, plan.memberCidrs);
+      const after = await remote.run('iptables -S SWARMFORM 2>/dev/null; nft list table inet swarmform 2>/dev/null');
+      return { value: undefined, changed: before.stdout !== after.stdout, message };
+    });
+  }
+
+  const engineVersion = await step('start engine', async () => {
+    const running = facts.engineRunning && !serviceChanged;
+    if (running && !configChanged) {
+      const v = (await remote.engine().version()) as { Version?: string };
+      return { value: v.Version ?? 'unknown', changed: false, message: `engine ${v.Version} running` };
+    }
+    const v = await startEngine(remote, init, running || facts.engineRunning ? 'restart' : 'start');
+    return { value: v, changed: true, message: `engine ${v} ${facts.engineRunning ? 'restarted' : 'started'}` };
+  });
+
+  return { facts, engineVersion, unchanged: !changed };
+}

@@ -1,0 +1,43 @@
+/** Installs Docker Engine when missing: distribution packages, or an uploaded bundle of static binaries. */
+import { HostStepError } from '../core/errors.js';
+import type { Remote } from '../remote/remote.js';
+import type { HostFacts } from './facts.js';
+import { render } from './templates.js';
+
+export interface BundleRef {
+  path: string;
+  sha256: string;
+}
+
+const BUNDLE_DOCKERD = '/usr/local/bin/dockerd';
+
+/** Returns what was done, or undefined when the engine was already there (nothing changed). */
+export async function installEngine(
+  remote: Remote,
+  facts: HostFacts,
+  method: 'packages' | 'bundle',
+  bundle: BundleRef | undefined,
+): Promise<{ message: string; dockerd: string } | { skipped: string; dockerd: string }> {
+  if (method === 'bundle') {
+    if (!bundle) throw new HostStepError(remote.name, 'install engine', 'install method is bundle but no bundle was provided');
+    if (facts.bundleSha === bundle.sha256) return { skipped: `bundle ${bundle.sha256.slice(0, 12)} already installed`, dockerd: BUNDLE_DOCKERD };
+    // An engine someone else installed is used as it is: swarmform does not replace what it did not install.
+    if (facts.enginePath && !facts.bundleSha) return { skipped: `engine ${facts.engineVersion ?? ''} already installed at ${facts.enginePath}`, dockerd: facts.enginePath };
+    const archive = '/var/tmp/swarmform-engine.tar.gz';
+    await remote.putFile(bundle.path, archive, 0o600);
+    const out = await remote.check(render('install/bundle.sh.njk', { sha: bundle.sha256, archive }), 'install engine');
+    return { message: `installed from bundle: ${out.trim().split('\n').pop()}`, dockerd: BUNDLE_DOCKERD };
+  }
+  if (facts.enginePath) return { skipped: `engine ${facts.engineVersion ?? ''} already installed`, dockerd: facts.enginePath };
+  const template = { debian: 'install/apt.sh.njk', rhel: 'install/dnf.sh.njk', alpine: 'install/apk.sh.njk' }[
+    facts.osFamily as 'debian' | 'rhel' | 'alpine'
+  ];
+  if (!template) {
+    throw new HostStepError(remote.name, 'install engine', `no package install recipe for OS "${facts.osId}"`, {
+      hint: 'use `swarm.install: bundle`, or install Docker Engine on the host first',
+    });
+  }
+  await remote.check(render(template, { extraPackages: [] }), 'install engine', { timeoutMs: 15 * 60_000 });
+  const path = (await remote.check('command -v dockerd', 'install engine')).trim();
+  return { message: `installed with the ${facts.osFamily} package manager`, dockerd: path };
+}

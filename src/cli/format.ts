@@ -1,0 +1,76 @@
+/** Human-readable output of command results (the `--json` path prints the same objects as JSON). */
+import type { DownResult } from '../core/down.js';
+import type { PlanResult } from '../core/plan.js';
+import type { UpResult } from '../core/up.js';
+import type { ClusterStatus } from '../swarm/status.js';
+import { table } from './table.js';
+
+/** Large clusters get a summary instead of thousands of rows; `--json` always has every node. */
+const MAX_NODE_ROWS = 50;
+
+export function formatStatus(s: ClusterStatus, opts: { all?: boolean } = {}): string {
+  const out: string[] = [`Cluster ${s.cluster} (swarm ${s.swarmId.slice(0, 12)}, read from ${s.manager})`, ''];
+  const counts = new Map<string, number>();
+  for (const n of s.nodes) counts.set(`${n.role} ${n.state}`, (counts.get(`${n.role} ${n.state}`) ?? 0) + 1);
+  const nodes = opts.all || s.nodes.length <= MAX_NODE_ROWS ? s.nodes : s.nodes.filter((n) => n.role === 'manager' || n.state !== 'Ready');
+  out.push(
+    table(
+      ['ID', 'HOSTNAME', 'STATUS', 'AVAILABILITY', 'MANAGER STATUS', 'ADDRESS', 'ENGINE VERSION'],
+      nodes.map((n) => [n.id.slice(0, 12), n.name, n.state, n.availability, n.managerStatus, n.address, n.engineVersion]),
+    ),
+  );
+  if (nodes.length < s.nodes.length) {
+    out.push(`... ${s.nodes.length - nodes.length} more Ready workers not shown (--all lists them): ${[...counts].map(([k, v]) => `${v} ${k}`).join(', ')}`);
+  }
+  out.push('');
+  out.push(
+    s.services.length
+      ? table(['NAME', 'MODE', 'REPLICAS', 'IMAGE', 'PORTS'], s.services.map((v) => [v.name, v.mode, `${v.running}/${v.desired}`, v.image, v.ports]))
+      : 'No services.',
+  );
+  return out.join('\n');
+}
+
+export function formatUp(r: UpResult, inventoryLabel: string, seconds: number): string {
+  const out: string[] = [];
+  if (r.changed === 0) out.push(`Nothing to change: cluster ${r.cluster} already matches ${inventoryLabel}.`);
+  else {
+    const c = r.changes;
+    out.push(
+      `Cluster ${r.cluster} is up in ${seconds.toFixed(1)} s (created ${c.provision} machine(s), bootstrapped ${c.bootstrap}, ` +
+        `loaded images on ${c.images}, ${c.swarm} swarm change(s), ${c.workloads} service change(s)).`,
+    );
+  }
+  if (r.status) {
+    const managers = r.status.nodes.filter((n) => n.role === 'manager');
+    const ready = r.status.nodes.filter((n) => n.state === 'Ready').length;
+    out.push(`${managers.length} manager(s) (leader ${managers.find((m) => m.managerStatus === 'Leader')?.name ?? '?'}), ${r.status.nodes.length - managers.length} worker(s), ${ready}/${r.status.nodes.length} Ready.`);
+    for (const s of r.status.services) out.push(`  service ${s.name}: ${s.running}/${s.desired} running`);
+  }
+  if (r.endpoints.length) {
+    out.push('', 'Reach the workload at:');
+    for (const e of r.endpoints) out.push(`  ${e.service}: ${e.url}`);
+    out.push(`  e.g. curl ${r.endpoints[0]!.url}`);
+  }
+  const leader = r.status?.nodes.find((n) => n.managerStatus === 'Leader')?.name;
+  out.push('', 'Next:', '  bin/swarmform status', `  bin/swarmform ssh ${leader ?? '<manager>'} -- docker node ls`, '  bin/swarmform exec workers -- uptime', '  bin/swarmform down');
+  return out.join('\n');
+}
+
+export function formatPlan(p: PlanResult): string {
+  const out = [
+    `Cluster ${p.cluster}: ${p.hosts.managers} manager(s), ${p.hosts.workers} worker(s)`,
+    `Raft quorum: ${p.quorum.quorum} of ${p.quorum.managers}, tolerates ${p.quorum.tolerates} manager loss(es)`,
+    ...p.quorum.warnings.map((w) => `  warning: ${w}`),
+    ...p.providers.flatMap((x) => x.lines),
+    `Joins: up to ${p.joins.concurrency} workers at once, at most ${p.joins.perManager} per manager`,
+  ];
+  if (p.firewall.length) out.push('Firewall (on every host):', ...p.firewall.map((f) => `  allow ${f.port}/${f.protocol} from ${f.from}: ${f.why}`));
+  else out.push('Firewall: not managed (swarm.firewall: false)');
+  for (const s of p.services) out.push(`Service ${s.name}: ${s.image}, ${s.mode === 'global' ? 'global' : `${s.replicas} replicas`}`);
+  return out.join('\n');
+}
+
+export function formatDown(r: DownResult): string {
+  return `Cluster ${r.cluster} is gone: ${r.destroyed.length} machine(s) destroyed${r.released.length ? `, ${r.released.length} released (left the swarm)` : ''}, state removed.`;
+}

@@ -1,0 +1,262 @@
+/**
+ * `up`: inventory -> provision -> bootstrap -> images -> swarm -> workloads -> status, as a plain list of actions
+ * sharing one context (kind's shape). Each action observes before it changes, so a second run changes nothing;
+ * hosts that fail are reported and left out of later actions while the rest go on (exit 3, partial).
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
+import { collapseToCidrs } from '../bootstrap/cidrs.js';
+import { type BootstrapPlan, bootstrapHost } from '../bootstrap/bootstrap-host.js';
+import { daemonConfig } from '../bootstrap/daemon-config.js';
+import type { HostFacts } from '../bootstrap/facts.js';
+import type { ImageSpec } from '../inventory/types.js';
+import type { Machine, ProviderArtifacts } from '../providers/provider.js';
+import { fanout, succeeded } from '../run/fanout.js';
+import { advertiseAddress } from '../swarm/advertise.js';
+import { formSwarm } from '../swarm/form-swarm.js';
+import { ensureImages, imageTags } from '../swarm/images.js';
+import type { Member } from '../swarm/members.js';
+import { applyServices, waitServicesConverged } from '../swarm/services.js';
+import { type ClusterStatus, readStatus } from '../swarm/status.js';
+import type { Context } from './context.js';
+import { PartialError } from './errors.js';
+import { Sessions } from './sessions.js';
+
+export type UpPhase = 'provision' | 'bootstrap' | 'swarm' | 'workloads';
+
+export interface UpOptions {
+  /** Stop after this phase (the phase subcommands); default: all. */
+  until?: UpPhase;
+  /** Make hosts that belong to another swarm leave it. */
+  force?: boolean;
+}
+
+export interface UpResult {
+  cluster: string;
+  /** How many things changed; 0 means the cluster already matched the inventory. */
+  changed: number;
+  changes: { provision: number; bootstrap: number; images: number; swarm: number; workloads: number };
+  failures: { host: string; step: string; message: string }[];
+  status?: ClusterStatus;
+  /** Where published ports answer: `http://address:port` per host-mode port and node running a task. */
+  endpoints: { service: string; url: string }[];
+  phaseMs: Record<string, number>;
+}
+
+const ORDER: UpPhase[] = ['provision', 'bootstrap', 'swarm', 'workloads'];
+
+/** Runs the pipeline; throws PartialError (exit 3) when some hosts failed but the rest are done. */
+export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> {
+  const { inventory, events, state } = ctx;
+  const last = ORDER.indexOf(opts.until ?? 'workloads');
+  const result: UpResult = {
+    cluster: inventory.cluster,
+    changed: 0,
+    changes: { provision: 0, bootstrap: 0, images: 0, swarm: 0, workloads: 0 },
+    failures: [],
+    endpoints: [],
+    phaseMs: {},
+  };
+  const fail = (host: string, step: string, err: Error) => result.failures.push({ host, step, message: err.message });
+  const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const t0 = Date.now();
+    try {
+      return await fn();
+    } finally {
+      result.phaseMs[name] = Date.now() - t0;
+    }
+  };
+
+  for (const { provider } of ctx.providers) await provider.preflight(ctx.providerContext);
+  const release = await state.lock();
+  const sessions = new Sessions(await state.knownHosts(), events);
+  try {
+    // provision: find what exists (provider discovery, not only local state), create what is missing.
+    const machines = await timed('provision', async () => {
+      events.emit({ type: 'phase', phase: 'provision', status: 'start', total: inventory.hosts.length });
+      const t0 = Date.now();
+      const all: Machine[] = [];
+      let failed = 0;
+      for (const { provider, hosts } of ctx.providers) {
+        await provider.network(ctx.providerContext);
+        const existing = new Map((await provider.list(ctx.providerContext)).map((m) => [m.name, m]));
+        const missing = hosts.filter((h) => !existing.has(h.name));
+        const created = missing.length ? await provider.create(missing, ctx.providerContext) : { done: [], failed: [] };
+        if (provider.info().ownsMachines) result.changes.provision += created.done.length;
+        for (const f of created.failed) fail(f.name, 'provision', f.error);
+        failed += created.failed.length;
+        const wanted = new Set(hosts.map((h) => h.name));
+        all.push(...[...existing.values()].filter((m) => wanted.has(m.name)), ...created.done);
+      }
+      await state.saveMachines(all);
+      events.emit({ type: 'phase', phase: 'provision', status: 'end', ok: all.length, failed, skipped: 0, ms: Date.now() - t0 });
+      return all;
+    });
+    if (last < ORDER.indexOf('bootstrap')) return await finish();
+
+    // bootstrap: one SSH connection per host, every step checked before it changes anything.
+    const artifacts = new Map<string, ProviderArtifacts>();
+    for (const { provider } of ctx.providers) artifacts.set(provider.name, await provider.artifacts(ctx.providerContext));
+    const facts = new Map<string, HostFacts>();
+    const ready = await timed('bootstrap', async () => {
+      events.emit({ type: 'phase', phase: 'bootstrap', status: 'start', total: machines.length });
+      const t0 = Date.now();
+      const connectTimeout = Math.max(...inventory.hosts.map((h) => h.ssh.connectTimeout));
+      const conn = await sessions.connect(machines, { phase: 'bootstrap', timeoutS: connectTimeout, signal: ctx.signal });
+      for (const f of conn.failed) fail(f.item.name, 'ssh', f.error);
+      const memberCidrs = inventory.swarm.advertise.kind === 'cidr'
+        ? [inventory.swarm.advertise.cidr]
+        : collapseToCidrs(machines.map((m) => (inventory.swarm.advertise.kind === 'public' ? (m.publicAddress ?? m.privateAddress) : m.privateAddress)));
+      const plans = new Map<string, BootstrapPlan>();
+      for (const { provider } of ctx.providers) {
+        const a = artifacts.get(provider.name) ?? {};
+        const install = inventory.swarm.install === 'auto' ? provider.info().defaultInstall : inventory.swarm.install;
+        plans.set(provider.name, {
+          install,
+          bundle: install === 'bundle' && a.bundle ? { path: a.bundle, sha256: await sha256File(a.bundle) } : undefined,
+          daemon: daemonConfig(inventory.swarm.daemon),
+          firewall: inventory.swarm.firewall,
+          memberCidrs,
+        });
+      }
+      const r = await fanout(
+        conn.done.map((d) => d.item),
+        async (m) => {
+          const out = await bootstrapHost(sessions.get(m.name)!, m, plans.get(m.provider)!, events);
+          facts.set(m.name, out.facts);
+          if (!out.unchanged) result.changes.bootstrap++;
+          return out.unchanged ? { skipped: true as const, message: `engine ${out.engineVersion}, nothing to change` } : `engine ${out.engineVersion}`;
+        },
+        { phase: 'bootstrap', step: 'bootstrap', key: (m) => m.name, concurrency: 32, events, signal: ctx.signal },
+      );
+      for (const f of r.failed) fail(f.item.name, 'bootstrap', f.error);
+      events.emit({ type: 'phase', phase: 'bootstrap', status: 'end', ok: r.done.length, failed: r.failed.length + conn.failed.length, skipped: r.skipped.length, ms: Date.now() - t0 });
+      return succeeded(r);
+    });
+
+    // images: provider base images and the inventory's tarballs, loaded where missing, all hosts in parallel.
+    await timed('images', async () => {
+      const specs: ImageSpec[] = [...[...artifacts.values()].flatMap((a) => a.images ?? []), ...inventory.images];
+      if (specs.length === 0 || ready.length === 0) return;
+      const withTags = await Promise.all(specs.map(async (spec) => ({ spec, tags: await imageTags(spec) })));
+      events.emit({ type: 'phase', phase: 'images', status: 'start', total: ready.length });
+      const t0 = Date.now();
+      const r = await fanout(
+        ready,
+        async (m) => {
+          const loaded = await ensureImages(sessions.get(m.name)!, withTags);
+          if (loaded.length === 0) return { skipped: true as const, message: 'all images present' };
+          result.changes.images++;
+          return `loaded ${loaded.join(', ')}`;
+        },
+        { phase: 'images', step: 'load images', key: (m) => m.name, concurrency: 16, events, signal: ctx.signal },
+      );
+      for (const f of r.failed) fail(f.item.name, 'images', f.error);
+      events.emit({ type: 'phase', phase: 'images', status: 'end', ok: r.done.length, failed: r.failed.length, skipped: r.skipped.length, ms: Date.now() - t0 });
+    });
+    if (last < ORDER.indexOf('swarm')) return await finish();
+
+    // swarm: init or find, managers one at a time, workers in parallel spread over managers.
+    const members: Member[] = ready.map((m) => ({
+      machine: m,
+      remote: sessions.get(m.name)!,
+      advertise: advertiseAddress(m, inventory.swarm.advertise, facts.get(m.name)?.addresses),
+    }));
+    const formed = await timed('swarm', async () => {
+      events.emit({ type: 'phase', phase: 'swarm', status: 'start', total: members.length });
+      const t0 = Date.now();
+      const saved = await state.read();
+      const f = await formSwarm(members, {
+        events,
+        joinConcurrency: inventory.swarm.joinConcurrency,
+        drainManagers: inventory.swarm.drainManagers,
+        force: Boolean(opts.force),
+        knownClusterId: saved.swarm?.clusterId,
+        signal: ctx.signal,
+      });
+      for (const x of f.failed) fail(x.host, 'swarm', x.error);
+      result.changes.swarm = f.changed;
+      await state.writeSecrets({ ...(await state.readSecrets()), workerToken: f.swarm.tokens.worker, managerToken: f.swarm.tokens.manager });
+      await state.write({ ...(await state.read()), swarm: { clusterId: f.swarm.clusterId, createdAt: saved.swarm?.createdAt ?? new Date().toISOString() } });
+      events.emit({ type: 'phase', phase: 'swarm', status: 'end', ok: f.nodeIds.size, failed: f.failed.length, skipped: 0, ms: Date.now() - t0 });
+      return f;
+    });
+    if (last < ORDER.indexOf('workloads')) return await finish(formed.swarm.lead);
+
+    // workloads: services through the leader's Engine API; wait for every task to run.
+    await timed('workloads', async () => {
+      if (inventory.services.length === 0) return;
+      events.emit({ type: 'phase', phase: 'workloads', status: 'start', total: inventory.services.length });
+      const t0 = Date.now();
+      if (ctx.providers.some((p) => p.provider.name === 'lab')) {
+        for (const s of inventory.services) {
+          if (s.ports.some((p) => p.mode === 'ingress')) {
+            events.warn(`service ${s.name} publishes in ingress mode: the lab kernel has no IPVS, so the routing mesh does not answer there; use mode: host`);
+          }
+        }
+      }
+      const applied = await applyServices(formed.swarm.lead, inventory.services, inventory.cluster, events);
+      result.changes.workloads = applied.created.length + applied.updated.length;
+      await waitServicesConverged(formed.swarm.lead, inventory.services.map((s) => s.name), events);
+      events.emit({ type: 'phase', phase: 'workloads', status: 'end', ok: inventory.services.length, failed: 0, skipped: applied.unchanged.length, ms: Date.now() - t0 });
+    });
+    return await finish(formed.swarm.lead);
+
+    async function finish(lead?: Member): Promise<UpResult> {
+      result.changed = Object.values(result.changes).reduce((a, b) => a + b, 0);
+      if (lead) {
+        result.status = await readStatus(lead.remote.engine(), inventory.cluster, lead.machine.name);
+        result.endpoints = await endpoints(lead, result.status);
+      }
+      if (result.failures.length > 0) {
+        const err = new PartialError(
+          `${new Set(result.failures.map((f) => f.host)).size} host(s) failed; the rest are done and recorded. Run \`up\` again to finish them.`,
+          result.failures,
+        );
+        (err as PartialError & { result?: UpResult }).result = result;
+        throw err;
+      }
+      return result;
+    }
+  } finally {
+    sessions.closeAll();
+    await release();
+  }
+}
+
+/** `http://address:port` for each host-mode port on each node running one of the service's tasks. */
+async function endpoints(lead: Member, status: ClusterStatus): Promise<{ service: string; url: string }[]> {
+  const engine = lead.remote.engine();
+  const services = (await engine.listServices()) as {
+    ID: string;
+    Spec: { Name: string; EndpointSpec?: { Ports?: { PublishedPort: number; PublishMode?: string; Protocol: string }[] } };
+  }[];
+  const withHostPorts = services.filter((s) => s.Spec.EndpointSpec?.Ports?.some((p) => p.PublishMode === 'host' && p.Protocol === 'tcp'));
+  if (withHostPorts.length === 0) return [];
+  const tasks = (await engine.listTasks({ filters: JSON.stringify({ 'desired-state': ['running'] }) } as object)) as {
+    ServiceID: string;
+    NodeID: string;
+    Status: { State: string };
+  }[];
+  const addr = new Map(status.nodes.map((n) => [n.id, n.address]));
+  const out: { service: string; url: string }[] = [];
+  for (const s of withHostPorts) {
+    for (const t of tasks.filter((t) => t.ServiceID === s.ID && t.Status.State === 'running')) {
+      for (const p of s.Spec.EndpointSpec!.Ports!.filter((p) => p.PublishMode === 'host' && p.Protocol === 'tcp')) {
+        const a = addr.get(t.NodeID);
+        if (a) out.push({ service: s.Spec.Name, url: `http://${a}:${p.PublishedPort}/` });
+      }
+    }
+  }
+  return out.sort((a, b) => a.url.localeCompare(b.url, undefined, { numeric: true }));
+}
+
+/** The bundle's checksum: its `.sha256` sidecar when the provider wrote one, else computed. */
+async function sha256File(path: string): Promise<string> {
+  const side = `${path}.sha256`;
+  if (existsSync(side)) return readFileSync(side, 'utf8').trim().split(/\s+/)[0]!;
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+

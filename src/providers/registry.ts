@@ -1,0 +1,16 @@
+/** The providers swarmform knows, by the name an inventory uses. */
+import { labProvider } from './lab/index.js';
+import type { Provider } from './provider.js';
+import { sshProvider } from './ssh/index.js';
+
+export const providers: Record<string, Provider> = {
+  lab: labProvider,
+  ssh: sshProvider,
+};
+
+/** The provider for a name; the inventory loader has already rejected unknown names. */
+export function providerFor(name: string): Provider {
+  const p = providers[name];
+  if (!p) throw new Error(`unknown provider ${name}`);
+  return p;
+}

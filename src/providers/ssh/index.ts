@@ -1,0 +1,70 @@
+/**
+ * The `ssh` provider: bare metal and any existing host, reached by address, user, key and port. It creates nothing
+ * and destroys nothing: `down` only leaves the swarm and removes what swarmform added (done by the core for
+ * providers that do not own their machines).
+ */
+import { isIPv4 } from 'node:net';
+import { z } from 'zod';
+import { UsageError } from '../../core/errors.js';
+import type { HostSpec } from '../../inventory/types.js';
+import type { BatchResult, Machine, Provider, ProviderContext } from '../provider.js';
+
+/** Turns an inventory host into the machine it already is. */
+export function sshMachine(h: HostSpec): Machine {
+  const address = h.address!;
+  return {
+    name: h.name,
+    role: h.role,
+    group: h.group,
+    provider: 'ssh',
+    providerId: address,
+    privateAddress: h.privateAddress ?? address,
+    publicAddress: address,
+    ssh: { host: address, port: h.ssh.port, user: h.ssh.user, keyPath: h.ssh.key },
+    labels: h.labels,
+    init: 'detect',
+  };
+}
+
+export const sshProvider: Provider = {
+  name: 'ssh',
+  schemas: { settings: z.object({}).strict(), options: z.object({}).strict() },
+  info: () => ({ name: 'ssh', batchSize: 1000, concurrency: 64, userData: false, defaultInstall: 'packages', ownsMachines: false, needsRoot: false }),
+
+  validate(hosts: HostSpec[]) {
+    const missing = hosts.filter((h) => !h.address);
+    if (missing.length > 0) {
+      throw new UsageError(`ssh provider: host(s) without an address: ${missing.map((h) => `${h.name} (group ${h.group})`).join(', ')}`, {
+        hint: 'give each host of an ssh group `address:` (and `privateAddress:` when the swarm should use another one)',
+      });
+    }
+    const bad = hosts.filter((h) => h.privateAddress && !isIPv4(h.privateAddress));
+    if (bad.length > 0) throw new UsageError(`ssh provider: privateAddress must be an IPv4 address: ${bad.map((h) => h.name).join(', ')}`);
+  },
+
+  async preflight() {},
+
+  plan(hosts: HostSpec[]) {
+    return hosts.length ? [`ssh: ${hosts.length} existing host(s), nothing to create: ${hosts.slice(0, 5).map((h) => `${h.name}=${h.address}`).join(', ')}${hosts.length > 5 ? ', ...' : ''}`] : [];
+  },
+
+  async artifacts() {
+    return {};
+  },
+
+  async network() {},
+
+  async create(hosts: HostSpec[]): Promise<BatchResult> {
+    return { done: hosts.map(sshMachine), failed: [] };
+  },
+
+  async list(ctx: ProviderContext): Promise<Machine[]> {
+    return ctx.inventory.hosts.filter((h) => h.provider === 'ssh').map(sshMachine);
+  },
+
+  async destroy(machines: Machine[]): Promise<BatchResult<string>> {
+    return { done: machines.map((m) => m.name), failed: [] };
+  },
+
+  async teardown() {},
+};

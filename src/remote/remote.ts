@@ -1,0 +1,59 @@
+/**
+ * Remote execution: one interface for "run a command, put a file, talk to the engine" on a host.
+ * The real implementation is ssh2 with one connection per host reused for every step (ssh-remote.ts);
+ * tests and simulations can provide their own.
+ */
+import type Docker from 'dockerode';
+
+/** The outcome of one command; a non-zero exit is not an exception here. */
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  /** Bytes written to the command's standard input, then closed. */
+  stdin?: string | Buffer;
+  /** Kill the wait after this long (the command is signalled). */
+  timeoutMs?: number;
+}
+
+export interface Remote {
+  /** The host's inventory name, used in every error. */
+  readonly name: string;
+  /** Runs a shell command; resolves with its exit code and output whatever the code. */
+  run(command: string, opts?: RunOptions): Promise<CommandResult>;
+  /** Runs a command and returns stdout; a non-zero exit throws HostStepError(step) with the tail of stderr. */
+  check(command: string, step: string, opts?: RunOptions): Promise<string>;
+  /** Uploads a local file over SFTP (atomically: a temporary name, then rename). */
+  putFile(localPath: string, remotePath: string, mode?: number): Promise<void>;
+  /** Writes content to a remote file over SFTP (atomically). */
+  putContent(content: string | Buffer, remotePath: string, mode?: number): Promise<void>;
+  /** A dockerode client whose requests travel over this host's SSH connection to /var/run/docker.sock. */
+  engine(): Docker;
+  /** Runs a command with the local terminal's streams attached (for `ssh` and `exec`); resolves with its exit code. */
+  attach(command: string | undefined, io: AttachIO): Promise<number>;
+  /** Closes the connection; idempotent. */
+  close(): void;
+}
+
+/** Streams for `attach`; a TTY stdin turns on a pseudo-terminal. */
+export interface AttachIO {
+  stdin?: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (raw: boolean) => void };
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  /** Forward standard input (true for `ssh`; false for parallel `exec`). */
+  interactive: boolean;
+}
+
+/** Last lines of a command's output, for error messages. */
+export function tail(text: string, lines = 8): string {
+  const all = text.trimEnd().split('\n');
+  return all.slice(-lines).join('\n');
+}
+
+/** Quotes a value for a POSIX shell. */
+export function shq(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}

@@ -1,0 +1,77 @@
+/** Joins one host to the swarm through a chosen manager; checks before acting and after a timeout. */
+import { HostStepError } from '../core/errors.js';
+import { pollUntil } from '../core/wait.js';
+import { type Member, managerEndpoint } from './members.js';
+import { localSwarm } from './node-state.js';
+import { checkTcpReachable } from './port-check.js';
+
+export interface JoinOutcome {
+  nodeId: string;
+  /** Set when nothing was done (already a member). */
+  skipped?: string;
+}
+
+/** How long a join may keep going in the background after the engine's own 20 s wait gave up. */
+const JOIN_SETTLE_MS = 90_000;
+
+/**
+ * Makes `m` a member through manager `via`. A node already in this swarm is left alone; a node in another swarm is an
+ * error unless `force` (then it leaves first, since re-joining a node that still holds old state duplicates it);
+ * a join that timed out is checked, not retried blindly, since the engine keeps trying in the background.
+ */
+export async function joinNode(
+  m: Member,
+  via: Member,
+  token: string,
+  opts: { clusterNodeIds: ReadonlySet<string>; force: boolean; step: string },
+): Promise<JoinOutcome> {
+  const engine = m.remote.engine();
+  const before = await localSwarm(engine);
+  if (before.state !== 'inactive') {
+    if (before.nodeId && opts.clusterNodeIds.has(before.nodeId)) return { nodeId: before.nodeId, skipped: 'already a member of this swarm' };
+    if (before.state === 'pending') {
+      const nodeId = await waitActive(m, opts.step);
+      if (opts.clusterNodeIds.size === 0 || opts.clusterNodeIds.has(nodeId)) return { nodeId, skipped: 'an earlier join finished in the background' };
+    }
+    if (!opts.force) {
+      throw new HostStepError(m.machine.name, opts.step, `the host is already part of another swarm (node ${before.nodeId?.slice(0, 12) ?? '?'}, state ${before.state})`, {
+        hint: 'run again with --force to make it leave that swarm first',
+      });
+    }
+    await engine.swarmLeave({ force: true });
+  }
+  await checkTcpReachable(m.remote, { name: via.machine.name, address: via.advertise }, 2377, 'swarm management', opts.step);
+  try {
+    await engine.swarmJoin({
+      ListenAddr: '0.0.0.0:2377',
+      AdvertiseAddr: `${m.advertise}:2377`,
+      DataPathAddr: m.advertise,
+      RemoteAddrs: [managerEndpoint(via)],
+      JoinToken: token,
+    });
+  } catch (err) {
+    const msg = (err as { json?: { message?: string } }).json?.message ?? (err as Error).message;
+    if (!/Timeout was reached/i.test(msg)) throw new HostStepError(m.machine.name, opts.step, `join via ${via.machine.name} failed: ${msg}`, { cause: err });
+    // The engine gave up waiting but keeps trying: watch it instead of joining again (which would duplicate the node).
+  }
+  return { nodeId: await waitActive(m, opts.step) };
+}
+
+async function waitActive(m: Member, step: string): Promise<string> {
+  return pollUntil(
+    async () => {
+      const s = await localSwarm(m.remote.engine());
+      if (s.state === 'active' && s.nodeId) return s.nodeId;
+      if (s.state === 'error') throw new HostStepError(m.machine.name, step, `the engine reports a swarm error: ${s.error ?? 'unknown'}`);
+      return undefined;
+    },
+    {
+      timeoutMs: JOIN_SETTLE_MS,
+      intervalMs: 500,
+      onTimeout: (last) =>
+        new HostStepError(m.machine.name, step, `the node did not become active within ${JOIN_SETTLE_MS / 1000} s${last instanceof Error ? `: ${last.message}` : ''}`, {
+          hint: 'check that 2377/tcp and 7946/tcp+udp are open between the host and the managers, and the MTU of the path',
+        }),
+    },
+  );
+}
