@@ -108,10 +108,8 @@ test('status, ssh and exec', { skip }, async () => {
 test('down removes hosts, rules and state', { skip, timeout: 5 * 60_000 }, async () => {
   const r = await cli(['down', '-i', inventory], env);
   assert.equal(r.code, 0, r.stderr);
+  // No namespace, rule, directory or process of the cluster is left (hosts are not probed over the network:
+  // with the bridge gone their addresses would route off this machine).
   assert.deepEqual(await labLeftovers(cluster), []);
-  for (const m of machines) {
-    const reach = await onHost(m, 'true');
-    assert.notEqual(reach.code, 0, `${m.name} still answers`);
-  }
   assert.deepEqual(machinesOf(home, cluster), []);
 });

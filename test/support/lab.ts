@@ -1,6 +1,6 @@
 /** Helpers for lab integration tests: run the real CLI, reach lab hosts with the system ssh client, find leftovers. */
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -85,6 +85,17 @@ export async function labLeftovers(cluster: string): Promise<string[]> {
   for (const line of rules.split('\n')) if (line.includes(`swarmform:${cluster}`)) found.push(`rule ${line}`);
   const root = process.env.SWARMFORM_LAB_ROOT ?? '/var/lib/swarmform/lab';
   if (existsSync(join(root, cluster))) found.push(`dir ${join(root, cluster)}`);
+  // Processes of the cluster's hosts (sshd, dockerd, containerd, shims) live in mount namespaces whose mounts come
+  // from the cluster's lab directory.
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (readFileSync(`/proc/${pid}/mountinfo`, 'utf8').includes(`/lab/${cluster}/`)) {
+        found.push(`process ${pid} ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').slice(0, 80)}`);
+      }
+    } catch {
+      // the process ended while we looked
+    }
+  }
   return found;
 }
 

@@ -1,0 +1,89 @@
+/**
+ * The engine bundle bootstrap installs on lab hosts: the machine's own Debian engine binaries (docker.io, containerd,
+ * runc) as `bin/<name>` in a .tar.gz, so hosts get an engine without any registry or apt mirror.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { cached, versionKey } from './cache.js';
+import { run } from './exec.js';
+import { cacheDir } from './paths.js';
+
+/** Binaries in the bundle, by name, with the paths Debian installs them at (used when dpkg cannot tell). */
+export const ENGINE_BINARIES: Record<string, string[]> = {
+  dockerd: ['/usr/sbin/dockerd', '/usr/bin/dockerd'],
+  docker: ['/usr/bin/docker'],
+  containerd: ['/usr/bin/containerd'],
+  'containerd-shim-runc-v2': ['/usr/bin/containerd-shim-runc-v2'],
+  runc: ['/usr/sbin/runc', '/usr/bin/runc'],
+  'docker-proxy': ['/usr/sbin/docker-proxy', '/usr/bin/docker-proxy'],
+  'docker-init': ['/usr/bin/docker-init', '/usr/sbin/docker-init'],
+};
+
+/** Debian packages the bundle's binaries come from. */
+export const ENGINE_PACKAGES = ['docker.io', 'containerd', 'runc'];
+
+/** Bumped when the bundle's layout changes, so old caches are not reused. */
+const BUNDLE_FORMAT = 'bundle-v1';
+
+/** Finds each engine binary as a real file (docker-init is a symlink to tini-static: the target is stored). */
+export async function locateEngineBinaries(): Promise<Record<string, string>> {
+  const listed = await run('dpkg', ['-L', ...ENGINE_PACKAGES], { allowFail: true, timeoutMs: 30_000 });
+  const fromDpkg = listed.stdout.split('\n').filter((l) => /\/s?bin\//.test(l));
+  const found: Record<string, string> = {};
+  const missing: string[] = [];
+  for (const [name, known] of Object.entries(ENGINE_BINARIES)) {
+    const candidates = [...fromDpkg.filter((p) => path.basename(p) === name), ...known];
+    let real: string | undefined;
+    for (const c of candidates) {
+      try {
+        const r = await fs.realpath(c);
+        if ((await fs.stat(r)).isFile()) {
+          real = r;
+          break;
+        }
+      } catch {
+        // Not at this path; try the next.
+      }
+    }
+    if (real) found[name] = real;
+    else missing.push(name);
+  }
+  if (missing.length > 0) {
+    throw new Error(`engine binaries not found: ${missing.join(', ')} (apt-get install -y docker.io containerd runc)`);
+  }
+  return found;
+}
+
+/** Builds (once per package versions) and returns the path of `LAB_ROOT/cache/engine-<key>.tar.gz`. */
+export async function engineBundle(): Promise<string> {
+  const bins = await locateEngineBinaries();
+  const key = await versionKey(ENGINE_PACKAGES, Object.values(bins), BUNDLE_FORMAT);
+  const target = path.join(cacheDir(), `engine-${key}.tar.gz`);
+  return cached(
+    target,
+    async (tmp, work) => {
+      const binDir = path.join(work, 'bin');
+      await fs.mkdir(binDir, { mode: 0o755 });
+      // Symlinks to the real files, stored dereferenced: no 150 MB copy before compressing.
+      for (const [name, real] of Object.entries(bins)) await fs.symlink(real, path.join(binDir, name));
+      await run(
+        'tar',
+        [
+          '--dereference',
+          '--owner=0',
+          '--group=0',
+          '--numeric-owner',
+          // The binaries are about 150 MB: fast compression matters more than size for a local upload.
+          '--use-compress-program=gzip -1',
+          '-C',
+          work,
+          '-cf',
+          tmp,
+          ...Object.keys(bins).map((n) => `bin/${n}`),
+        ],
+        { timeoutMs: 600_000 },
+      );
+    },
+    { checksum: true },
+  );
+}

@@ -1,0 +1,230 @@
+/**
+ * The `lab` provider: real hosts on the local Linux machine, the way kind makes Kubernetes nodes. Each host has its
+ * own network namespace and address on a per-cluster bridge, its own mount and UTS namespaces (hostname, Docker
+ * directories), its own sshd and firewall, and starts like a fresh server: no engine, only SSH open.
+ */
+import pLimit from 'p-limit';
+import { UsageError } from '../../core/errors.js';
+import type { HostSpec } from '../../inventory/types.js';
+import type { BatchResult, Machine, Provider, ProviderArtifacts, ProviderContext, ProviderInfo } from '../provider.js';
+import { allocateAddresses, capacity, firstAddresses, isHostAddress } from './addresses.js';
+import { baseImage, BASE_IMAGE_TAG } from './base-image.js';
+import { ensureBridge, ensureForwardRules } from './bridge.js';
+import { engineBundle } from './bundle.js';
+import { prepareMaskLayers } from './engine-mask.js';
+import { checkLabRoot, ensureHost, hostNetnsExists, readMachine } from './host.js';
+import { ensureClusterKey, readPublicKey } from './keys.js';
+import { checkClusterName, checkHostName, defaultBridgeName, netnsName, ruleComment } from './names.js';
+import { hostPaths, maskDir } from './paths.js';
+import { labPreflight } from './preflight.js';
+import { labOptionsSchema, labSettings, labSettingsSchema } from './settings.js';
+import { destroyHosts, hostDirNames, teardownCluster } from './sweep.js';
+
+/** Hosts set up at once: each is a dozen short local commands, mostly waiting on the kernel. */
+const CREATE_CONCURRENCY = 16;
+
+function errorOf(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+/** The lab provider; stateless, so one shared instance serves every cluster. */
+export class LabProvider implements Provider {
+  readonly name = 'lab';
+  readonly schemas = { settings: labSettingsSchema, options: labOptionsSchema };
+
+  info(): ProviderInfo {
+    return {
+      name: 'lab',
+      batchSize: 64,
+      concurrency: CREATE_CONCURRENCY,
+      userData: false,
+      defaultInstall: 'bundle',
+      ownsMachines: true,
+      needsRoot: true,
+    };
+  }
+
+  validate(hosts: HostSpec[], ctx: ProviderContext): void {
+    const { subnet } = labSettings(ctx.inventory);
+    checkClusterName(ctx.inventory.cluster);
+    const seen = new Set<string>();
+    for (const h of hosts) {
+      checkHostName(h.name);
+      if (seen.has(h.name)) throw new UsageError(`host name "${h.name}" is used twice`);
+      seen.add(h.name);
+      const extra = Object.keys(h.options ?? {});
+      if (extra.length > 0) {
+        throw new UsageError(`groups.${h.group}.options.${extra[0]}: the lab provider takes no options`);
+      }
+    }
+    if (hosts.length > capacity(subnet)) {
+      throw new UsageError(
+        `providers.lab.subnet: ${subnet.cidr} holds ${capacity(subnet)} hosts, the inventory has ${hosts.length}`,
+        { hint: 'use a larger subnet inside 198.18.0.0/15, e.g. 198.18.0.0/22' },
+      );
+    }
+  }
+
+  async preflight(_ctx: ProviderContext): Promise<void> {
+    labPreflight();
+  }
+
+  plan(hosts: HostSpec[], ctx: ProviderContext): string[] {
+    const { subnet, bridge } = labSettings(ctx.inventory);
+    const addrs = firstAddresses(subnet, hosts.length);
+    const range = addrs.length === 0 ? 'no addresses' : `${addrs[0]}-${addrs[addrs.length - 1]}`;
+    const noun = hosts.length === 1 ? 'host' : 'hosts';
+    return [
+      `lab: ${hosts.length} ${noun} on bridge ${bridge} ${subnet.cidr} (${range})`,
+      `lab: each host: netns ${netnsName(ctx.inventory.cluster, '<host>')}, sshd on <address>:22, firewall drops all inbound but 22/tcp`,
+      `lab: root namespace: FORWARD accepts ${bridge} to ${bridge} only (comment ${ruleComment(ctx.inventory.cluster)})`,
+    ];
+  }
+
+  async artifacts(_ctx: ProviderContext): Promise<ProviderArtifacts> {
+    const [bundle, image] = await Promise.all([engineBundle(), baseImage()]);
+    return { bundle, images: [{ file: image, kind: 'import', tag: BASE_IMAGE_TAG }] };
+  }
+
+  async network(ctx: ProviderContext): Promise<void> {
+    const { subnet, bridge } = labSettings(ctx.inventory);
+    checkClusterName(ctx.inventory.cluster);
+    await ensureBridge(bridge, subnet);
+    await ensureForwardRules(bridge, ruleComment(ctx.inventory.cluster));
+  }
+
+  async create(hosts: HostSpec[], ctx: ProviderContext): Promise<BatchResult> {
+    const cluster = ctx.inventory.cluster;
+    const settings = labSettings(ctx.inventory);
+    checkClusterName(cluster);
+    for (const h of hosts) checkHostName(h.name);
+    await checkLabRoot();
+    await this.network(ctx);
+    const key = await ensureClusterKey(ctx.stateDir, cluster);
+    const maskLayers = await prepareMaskLayers(maskDir(cluster));
+
+    // Addresses already recorded in machine.json files stay taken even if addresses.json was lost.
+    const reserved: Record<string, string> = {};
+    for (const name of await hostDirNames(cluster)) {
+      const m = await readMachine(hostPaths(cluster, name).machineJson);
+      if (m) reserved[name] = m.privateAddress;
+    }
+    const addresses = await allocateAddresses(cluster, settings.subnet, hosts.map((h) => h.name), reserved);
+
+    const result: BatchResult = { done: [], failed: [] };
+    const limit = pLimit(CREATE_CONCURRENCY);
+    await Promise.all(
+      hosts.map((spec) =>
+        limit(async () => {
+          const started = Date.now();
+          ctx.events.emit({ type: 'step', phase: 'provision', host: spec.name, step: 'create host', status: 'start' });
+          try {
+            if (ctx.signal?.aborted) throw new Error('cancelled before the host was created');
+            const address = addresses[spec.name];
+            if (!isHostAddress(settings.subnet, address)) {
+              throw new UsageError(
+                `${spec.name}: recorded address ${address} is outside ${settings.subnet.cidr}: ` +
+                  'tear the cluster down before changing providers.lab.subnet',
+              );
+            }
+            const publicKeys = [key.publicKey];
+            let keyPath = key.keyPath;
+            if (spec.ssh?.key) {
+              const pub = await readPublicKey(spec.ssh.key);
+              if (!pub) throw new UsageError(`${spec.name}: ssh.key ${spec.ssh.key} has no ${spec.ssh.key}.pub to authorize`);
+              publicKeys.push(pub);
+              keyPath = spec.ssh.key;
+            }
+            const { machine, reused } = await ensureHost({
+              cluster,
+              spec,
+              address,
+              subnet: settings.subnet,
+              bridge: settings.bridge,
+              keyPath,
+              publicKeys,
+              maskLayers,
+            });
+            result.done.push(machine);
+            ctx.events.emit({
+              type: 'step',
+              phase: 'provision',
+              host: spec.name,
+              step: 'create host',
+              status: 'ok',
+              message: reused ? `already running at ${address}` : `created at ${address}`,
+              ms: Date.now() - started,
+            });
+          } catch (e) {
+            const error = errorOf(e);
+            result.failed.push({ name: spec.name, error });
+            ctx.events.emit({
+              type: 'step',
+              phase: 'provision',
+              host: spec.name,
+              step: 'create host',
+              status: 'fail',
+              message: error.message,
+              ms: Date.now() - started,
+            });
+          }
+        }),
+      ),
+    );
+    return result;
+  }
+
+  async list(ctx: ProviderContext): Promise<Machine[]> {
+    const cluster = ctx.inventory.cluster;
+    checkClusterName(cluster);
+    const out: Machine[] = [];
+    for (const name of (await hostDirNames(cluster)).sort()) {
+      if (!hostNetnsExists(cluster, name)) continue;
+      const m = await readMachine(hostPaths(cluster, name).machineJson);
+      if (m) out.push(m);
+    }
+    return out;
+  }
+
+  async destroy(machines: Machine[], ctx: ProviderContext): Promise<BatchResult<string>> {
+    const cluster = ctx.inventory.cluster;
+    checkClusterName(cluster);
+    const result: BatchResult<string> = { done: [], failed: [] };
+    const names: string[] = [];
+    for (const m of machines) {
+      try {
+        // The name becomes a path that is removed recursively: never accept one that could leave the cluster dir.
+        checkHostName(m.name);
+        if (m.provider !== 'lab') throw new UsageError(`${m.name} belongs to provider ${m.provider}, not lab`);
+        names.push(m.name);
+        ctx.events.emit({ type: 'step', phase: 'teardown', host: m.name, step: 'destroy host', status: 'start' });
+      } catch (e) {
+        result.failed.push({ name: m.name, error: errorOf(e) });
+      }
+    }
+    const r = await destroyHosts(cluster, names);
+    for (const name of r.done) {
+      ctx.events.emit({ type: 'step', phase: 'teardown', host: name, step: 'destroy host', status: 'ok' });
+    }
+    for (const f of r.failed) {
+      ctx.events.emit({ type: 'step', phase: 'teardown', host: f.name, step: 'destroy host', status: 'fail', message: f.error.message });
+    }
+    return { done: [...result.done, ...r.done], failed: [...result.failed, ...r.failed] };
+  }
+
+  async teardown(ctx: ProviderContext, opts: { force: boolean }): Promise<void> {
+    const cluster = ctx.inventory.cluster;
+    checkClusterName(cluster);
+    const bridges = new Set<string>();
+    try {
+      bridges.add(labSettings(ctx.inventory).bridge);
+    } catch {
+      // Unreadable settings must not block cleaning up; the default bridge is still ours.
+    }
+    if (opts.force || bridges.size === 0) bridges.add(defaultBridgeName(cluster));
+    await teardownCluster(cluster, [...bridges], opts.force);
+  }
+}
+
+/** The lab provider instance registered under `lab`. */
+export const labProvider: Provider = new LabProvider();
