@@ -15,8 +15,10 @@ export interface HostFacts {
   enginePath?: string;
   engineVersion?: string;
   engineRunning: boolean;
-  /** Checksum of the swarmform bundle installed on the host, if any. */
+  /** Id (checksum) of the swarmform bundle installed on the host, if any. */
   bundleSha?: string;
+  /** The host can decompress zstd (bundles then travel as .tar.zst). */
+  zstd: boolean;
   firewall: FirewallTool;
   addresses: string[];
 }
@@ -62,6 +64,7 @@ export function parseFacts(out: string): HostFacts {
     engineVersion: kv.get('engine_version') || undefined,
     engineRunning: kv.get('engine_running') === 'yes',
     bundleSha: kv.get('bundle_sha') || undefined,
+    zstd: kv.get('zstd') === 'yes',
     firewall: fw === 'ufw' || fw === 'firewalld' || fw === 'iptables' || fw === 'nftables' ? fw : 'none',
     addresses,
   };

@@ -4,9 +4,11 @@ import type { Remote } from '../remote/remote.js';
 import type { HostFacts } from './facts.js';
 import { render } from './templates.js';
 
+/** An engine bundle: its identity (the checksum of its gzip form) and the files it can travel as. */
 export interface BundleRef {
-  path: string;
-  sha256: string;
+  id: string;
+  gzip: { path: string; size: number };
+  zstd?: { path: string; size: number };
 }
 
 const BUNDLE_DOCKERD = '/usr/local/bin/dockerd';
@@ -20,13 +22,15 @@ export async function installEngine(
 ): Promise<{ message: string; dockerd: string } | { skipped: string; dockerd: string }> {
   if (method === 'bundle') {
     if (!bundle) throw new HostStepError(remote.name, 'install engine', 'install method is bundle but no bundle was provided');
-    if (facts.bundleSha === bundle.sha256) return { skipped: `bundle ${bundle.sha256.slice(0, 12)} already installed`, dockerd: BUNDLE_DOCKERD };
+    if (facts.bundleSha === bundle.id) return { skipped: `bundle ${bundle.id.slice(0, 12)} already installed`, dockerd: BUNDLE_DOCKERD };
     // An engine someone else installed is used as it is: swarmform does not replace what it did not install.
     if (facts.enginePath && !facts.bundleSha) return { skipped: `engine ${facts.engineVersion ?? ''} already installed at ${facts.enginePath}`, dockerd: facts.enginePath };
-    const archive = '/var/tmp/swarmform-engine.tar.gz';
-    await remote.putFile(bundle.path, archive, 0o600);
-    const out = await remote.check(render('install/bundle.sh.njk', { sha: bundle.sha256, archive }), 'install engine');
-    return { message: `installed from bundle: ${out.trim().split('\n').pop()}`, dockerd: BUNDLE_DOCKERD };
+    const format = facts.zstd && bundle.zstd ? 'zstd' : 'gzip';
+    const file = format === 'zstd' ? bundle.zstd! : bundle.gzip;
+    const archive = `/var/tmp/swarmform-engine.tar.${format === 'zstd' ? 'zst' : 'gz'}`;
+    await remote.putFile(file.path, archive, 0o600);
+    const out = await remote.check(render('install/bundle.sh.njk', { id: bundle.id, size: file.size, archive, format }), 'install engine');
+    return { message: `installed from ${format} bundle: ${out.trim().split('\n').pop()}`, dockerd: BUNDLE_DOCKERD };
   }
   if (facts.enginePath) return { skipped: `engine ${facts.engineVersion ?? ''} already installed`, dockerd: facts.enginePath };
   const template = { debian: 'install/apt.sh.njk', rhel: 'install/dnf.sh.njk', alpine: 'install/apk.sh.njk' }[

@@ -4,11 +4,12 @@
  * hosts that fail are reported and left out of later actions while the rest go on (exit 3, partial).
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { collapseToCidrs } from '../bootstrap/cidrs.js';
 import { type BootstrapPlan, bootstrapHost } from '../bootstrap/bootstrap-host.js';
 import { daemonConfig } from '../bootstrap/daemon-config.js';
 import type { HostFacts } from '../bootstrap/facts.js';
+import type { BundleRef } from '../bootstrap/install-engine.js';
 import type { ImageSpec } from '../inventory/types.js';
 import type { Machine, ProviderArtifacts } from '../providers/provider.js';
 import { fanout, succeeded } from '../run/fanout.js';
@@ -113,7 +114,7 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
         const install = inventory.swarm.install === 'auto' ? provider.info().defaultInstall : inventory.swarm.install;
         plans.set(provider.name, {
           install,
-          bundle: install === 'bundle' && a.bundle ? { path: a.bundle, sha256: await sha256File(a.bundle) } : undefined,
+          bundle: install === 'bundle' && a.bundle ? await bundleRef(a.bundle, a.bundleZstd) : undefined,
           daemon: daemonConfig(inventory.swarm.daemon),
           firewall: inventory.swarm.firewall,
           memberCidrs,
@@ -249,6 +250,15 @@ async function endpoints(lead: Member, status: ClusterStatus): Promise<{ service
     }
   }
   return out.sort((a, b) => a.url.localeCompare(b.url, undefined, { numeric: true }));
+}
+
+/** A bundle's identity (the gzip form's checksum) and the files it can be sent as. */
+async function bundleRef(gzip: string, zstd?: string): Promise<BundleRef> {
+  return {
+    id: await sha256File(gzip),
+    gzip: { path: gzip, size: statSync(gzip).size },
+    zstd: zstd ? { path: zstd, size: statSync(zstd).size } : undefined,
+  };
 }
 
 /** The bundle's checksum: its `.sha256` sidecar when the provider wrote one, else computed. */

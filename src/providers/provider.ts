@@ -64,8 +64,10 @@ export interface BatchResult<T = Machine> {
 
 /** Files a provider hands to bootstrap (the lab builds its engine bundle and base image locally). */
 export interface ProviderArtifacts {
-  /** A `.tar.gz` of static engine binaries for the `bundle` install method. */
+  /** A `.tar.gz` of static engine binaries (`bin/dockerd`, ...) for the `bundle` install method. */
   bundle?: string;
+  /** The same bundle as `.tar.zst`, used on hosts that have zstd (much cheaper to extract). */
+  bundleZstd?: string;
   /** Images to load on every node, in addition to the inventory's `images:`. */
   images?: { file: string; kind: 'load' | 'import'; tag?: string }[];
 }

@@ -151,7 +151,7 @@ export class SshRemote implements Remote {
     const sftp = await this.sftp();
     const tmp = `${remotePath}.swarmform-tmp`;
     await new Promise<void>((resolve, reject) =>
-      sftp.fastPut(localPath, tmp, { concurrency: 16, chunkSize: 256 * 1024, mode }, (err) =>
+      sftp.fastPut(localPath, tmp, { concurrency: 8, chunkSize: 128 * 1024, mode }, (err) =>
         err ? reject(new HostStepError(this.name, 'upload', `${localPath} -> ${remotePath}: ${err.message}`, { cause: err })) : resolve(),
       ),
     );

@@ -98,7 +98,9 @@ export async function formSwarm(members: Member[], opts: FormOptions): Promise<F
   for (const f of joined.failed) failed.push({ host: f.item.machine.name, error: f.error });
 
   await waitAllReady(swarm.lead, nodeIds, members, opts.readyTimeoutS ?? 180, opts.events);
-  changed += await applyNodeSettings(swarm.lead, members, nodeIds, { drainManagers: opts.drainManagers, events: opts.events });
+  const settings = await applyNodeSettings(swarm.lead, members, nodeIds, { drainManagers: opts.drainManagers, events: opts.events, signal: opts.signal });
+  changed += settings.updated;
+  failed.push(...settings.failed);
   return { swarm, nodeIds, failed, changed };
 }
 

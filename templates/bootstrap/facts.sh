@@ -16,6 +16,7 @@ if command -v dockerd >/dev/null 2>&1; then
 fi
 if [ -S /var/run/docker.sock ] && command -v docker >/dev/null 2>&1 && docker version >/dev/null 2>&1; then echo "engine_running=yes"; else echo "engine_running=no"; fi
 echo "bundle_sha=$(cat /usr/local/lib/swarmform/engine.sha256 2>/dev/null)"
+if command -v zstd >/dev/null 2>&1; then echo "zstd=yes"; fi
 if command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q 'Status: active'; then echo "firewall=ufw"
 elif command -v firewall-cmd >/dev/null 2>&1 && firewall-cmd --state >/dev/null 2>&1; then echo "firewall=firewalld"
 elif command -v iptables >/dev/null 2>&1 && iptables -S INPUT >/dev/null 2>&1; then echo "firewall=iptables"

@@ -87,3 +87,21 @@ export async function engineBundle(): Promise<string> {
     { checksum: true },
   );
 }
+
+/**
+ * The same bundle recompressed with zstd, when this machine has `zstd`: hosts that have it too extract it in about a
+ * quarter of gzip's CPU time (0.45 s against 1.6 s for the 190 MB of binaries), which dominates bootstrap on a
+ * 2-core machine running dozens of hosts. Returns undefined without zstd.
+ */
+export async function engineBundleZstd(gzBundle: string): Promise<string | undefined> {
+  const which = await run('sh', ['-c', 'command -v zstd'], { allowFail: true, timeoutMs: 10_000 });
+  if (which.code !== 0) return undefined;
+  const target = gzBundle.replace(/\.tar\.gz$/, '.tar.zst');
+  return cached(
+    target,
+    async (tmp) => {
+      await run('sh', ['-c', 'gzip -dc "$0" | zstd -q -3 -T0 -o "$1"', gzBundle, tmp], { timeoutMs: 600_000 });
+    },
+    { checksum: true },
+  );
+}

@@ -10,7 +10,7 @@ import type { BatchResult, Machine, Provider, ProviderArtifacts, ProviderContext
 import { allocateAddresses, capacity, firstAddresses, isHostAddress } from './addresses.js';
 import { baseImage, BASE_IMAGE_TAG } from './base-image.js';
 import { ensureBridge, ensureForwardRules } from './bridge.js';
-import { engineBundle } from './bundle.js';
+import { engineBundle, engineBundleZstd } from './bundle.js';
 import { prepareMaskLayers } from './engine-mask.js';
 import { checkLabRoot, ensureHost, hostNetnsExists, readMachine } from './host.js';
 import { ensureClusterKey, readPublicKey } from './keys.js';
@@ -83,7 +83,8 @@ export class LabProvider implements Provider {
 
   async artifacts(_ctx: ProviderContext): Promise<ProviderArtifacts> {
     const [bundle, image] = await Promise.all([engineBundle(), baseImage()]);
-    return { bundle, images: [{ file: image, kind: 'import', tag: BASE_IMAGE_TAG }] };
+    const bundleZstd = await engineBundleZstd(bundle);
+    return { bundle, bundleZstd, images: [{ file: image, kind: 'import', tag: BASE_IMAGE_TAG }] };
   }
 
   async network(ctx: ProviderContext): Promise<void> {
