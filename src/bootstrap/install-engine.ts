@@ -21,7 +21,11 @@ export async function installEngine(
   bundle: BundleRef | undefined,
 ): Promise<{ message: string; dockerd: string } | { skipped: string; dockerd: string }> {
   if (method === 'bundle') {
-    if (!bundle) throw new HostStepError(remote.name, 'install engine', 'install method is bundle but no bundle was provided');
+    if (!bundle) {
+      throw new HostStepError(remote.name, 'install engine', 'install method is bundle but no bundle was given', {
+        hint: 'set swarm.bundle to a .tar.gz of bin/dockerd, bin/containerd, bin/containerd-shim-runc-v2, bin/runc, bin/docker-proxy, bin/docker-init and bin/docker',
+      });
+    }
     if (facts.bundleSha === bundle.id) return { skipped: `bundle ${bundle.id.slice(0, 12)} already installed`, dockerd: BUNDLE_DOCKERD };
     // An engine someone else installed is used as it is: swarmform does not replace what it did not install.
     if (facts.enginePath && !facts.bundleSha) return { skipped: `engine ${facts.engineVersion ?? ''} already installed at ${facts.enginePath}`, dockerd: facts.enginePath };

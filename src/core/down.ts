@@ -5,6 +5,7 @@
 import { closeSwarmPorts } from '../bootstrap/firewall.js';
 import { engineCommand } from '../bootstrap/engine-service.js';
 import { gatherFacts } from '../bootstrap/facts.js';
+import { render } from '../bootstrap/templates.js';
 import { fanout } from '../run/fanout.js';
 import type { Context } from './context.js';
 import { PartialError } from './errors.js';
@@ -42,10 +43,12 @@ export async function down(ctx: Context, opts: { force: boolean }): Promise<Down
             });
             const facts = await gatherFacts(remote);
             await closeSwarmPorts(remote, facts.firewall);
-            // Stop an engine swarmform started without an init system; leave installed engines otherwise.
-            if (m.init === 'none') await remote.run(`${engineCommand('none', 'stop')} 2>/dev/null; true`);
-            await remote.run('rm -rf /usr/local/lib/swarmform/dockerd-ctl /var/tmp/swarmform-*');
-            return 'left the swarm, swarm ports closed';
+            if (!facts.bundleSha) return 'left the swarm, swarm ports closed (the engine was not installed by swarmform: kept)';
+            // The engine came from swarmform's bundle: stop it and remove what the bundle and bootstrap wrote.
+            const init = m.init === 'detect' ? facts.init : m.init;
+            await remote.run(`${engineCommand(init, 'stop')} >/dev/null 2>&1; true`);
+            await remote.check(render('install/bundle-remove.sh.njk', {}), 'remove engine');
+            return 'left the swarm, swarm ports closed, bundle engine stopped and removed';
           },
           { phase: 'teardown', step: 'leave', key: (m) => m.name, concurrency: 32, events },
         );

@@ -112,9 +112,12 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
       for (const { provider } of ctx.providers) {
         const a = artifacts.get(provider.name) ?? {};
         const install = inventory.swarm.install === 'auto' ? provider.info().defaultInstall : inventory.swarm.install;
+        // The inventory's own bundle wins over the provider's (an air-gapped fleet brings its engine).
+        const gzip = inventory.swarm.bundle ?? a.bundle;
+        const zstd = inventory.swarm.bundle ? undefined : a.bundleZstd;
         plans.set(provider.name, {
           install,
-          bundle: install === 'bundle' && a.bundle ? await bundleRef(a.bundle, a.bundleZstd) : undefined,
+          bundle: install === 'bundle' && gzip ? await bundleRef(gzip, zstd) : undefined,
           daemon: daemonConfig(inventory.swarm.daemon),
           firewall: inventory.swarm.firewall,
           memberCidrs,

@@ -76,3 +76,15 @@ export function resolveImages(entries: ImageEntry[] | undefined, baseDir: string
     return spec;
   });
 }
+
+/** `swarm.bundle` as an absolute path; a missing file is a problem at its position. */
+export function resolveBundle(entry: string | undefined, baseDir: string, problems: ProblemList): string | undefined {
+  if (entry === undefined) return undefined;
+  const file = resolveLocalPath(entry, baseDir);
+  try {
+    if (!statSync(file).isFile()) problems.add(['swarm', 'bundle'], `not a file: ${file}`);
+  } catch {
+    problems.add(['swarm', 'bundle'], `file not found: ${file}`);
+  }
+  return file;
+}

@@ -23,6 +23,8 @@ export interface SwarmSettings {
   joinConcurrency: number;
   /** Engine install method; `auto` lets the provider decide (the lab uses a bundle). */
   install: InstallMethod | 'auto';
+  /** Absolute path of an engine bundle (`.tar.gz` of `bin/dockerd`, ...) for `install: bundle` where the provider has none. */
+  bundle?: string;
   /** Open the swarm ports in each host's firewall (turning it off is for diagnosis only). */
   firewall: boolean;
   /** Set managers' availability to drain so tasks run on workers only. */
