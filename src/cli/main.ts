@@ -49,14 +49,17 @@ async function run(argv: Common, fn: (ctx: Context) => Promise<string | object |
     else if (out !== undefined) process.stdout.write(`${redact(JSON.stringify(out))}\n`);
   } catch (err) {
     await renderer?.done();
-    report(err, argv.json);
+    report(err, argv.json, renderer?.summary());
     process.exitCode = exitCodeOf(err);
   } finally {
     process.off('SIGINT', onSigint);
   }
 }
 
-function report(err: unknown, json: boolean): void {
+/** Beyond this many failed hosts, failures are shown grouped by cause rather than one line each. */
+const MAX_FAILURE_LINES = 10;
+
+function report(err: unknown, json: boolean, grouped?: string[]): void {
   const e = err as SwarmformError & { failures?: PartialError['failures']; result?: UpResult };
   if (json) {
     process.stdout.write(
@@ -64,7 +67,10 @@ function report(err: unknown, json: boolean): void {
     );
   }
   const lines = [`error: ${e.message ?? String(err)}`];
-  if (e instanceof PartialError) for (const f of e.failures) lines.push(`  ${f.host}: ${f.step}: ${f.message}`);
+  if (e instanceof PartialError) {
+    if (e.failures.length > MAX_FAILURE_LINES && grouped?.length) lines.push(...grouped.map((g) => `  ${g}`));
+    else for (const f of e.failures) lines.push(`  ${f.host}: ${f.step}: ${f.message}`);
+  }
   if (e.hint) lines.push(`hint: ${e.hint}`);
   if (!(err instanceof SwarmformError) && process.env.SWARMFORM_DEBUG) lines.push(String((err as Error).stack));
   process.stderr.write(`${redact(lines.join('\n'))}\n`);

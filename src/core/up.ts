@@ -12,6 +12,7 @@ import type { HostFacts } from '../bootstrap/facts.js';
 import type { BundleRef } from '../bootstrap/install-engine.js';
 import type { ImageSpec } from '../inventory/types.js';
 import type { Machine, ProviderArtifacts } from '../providers/provider.js';
+import { throwIfCancelled } from '../run/cancelled.js';
 import { fanout, succeeded } from '../run/fanout.js';
 import { advertiseAddress } from '../swarm/advertise.js';
 import { formSwarm } from '../swarm/form-swarm.js';
@@ -94,6 +95,7 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
       return all;
     });
     if (last < ORDER.indexOf('bootstrap')) return await finish();
+    throwIfCancelled(ctx.signal);
 
     // bootstrap: one SSH connection per host, every step checked before it changes anything.
     const artifacts = new Map<string, ProviderArtifacts>();
@@ -159,6 +161,7 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
       events.emit({ type: 'phase', phase: 'images', status: 'end', ok: r.done.length, failed: r.failed.length, skipped: r.skipped.length, ms: Date.now() - t0 });
     });
     if (last < ORDER.indexOf('swarm')) return await finish();
+    throwIfCancelled(ctx.signal);
 
     // swarm: init or find, managers one at a time, workers in parallel spread over managers.
     const members: Member[] = ready.map((m) => ({
@@ -186,6 +189,7 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
       return f;
     });
     if (last < ORDER.indexOf('workloads')) return await finish(formed.swarm.lead);
+    throwIfCancelled(ctx.signal);
 
     // workloads: services through the leader's Engine API; wait for every task to run.
     await timed('workloads', async () => {

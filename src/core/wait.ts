@@ -1,3 +1,5 @@
+import { throwIfCancelled } from '../run/cancelled.js';
+
 /** Polls `probe` until it returns a value other than undefined, or the deadline passes (then throws `onTimeout()`). */
 export async function pollUntil<T>(
   probe: () => Promise<T | undefined>,
@@ -6,7 +8,7 @@ export async function pollUntil<T>(
   const deadline = Date.now() + opts.timeoutMs;
   let last: unknown;
   for (;;) {
-    if (opts.signal?.aborted) throw new Error('cancelled');
+    throwIfCancelled(opts.signal);
     try {
       const v = await probe();
       if (v !== undefined) return v;

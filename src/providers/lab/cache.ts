@@ -26,7 +26,8 @@ export async function versionKey(packages: string[], files: string[], salt: stri
   return h.digest('hex').slice(0, 12);
 }
 
-async function exists(file: string): Promise<boolean> {
+/** True when `file` exists (any type). */
+export async function exists(file: string): Promise<boolean> {
   try {
     await fs.access(file);
     return true;

@@ -17,6 +17,7 @@ import { createHostNetwork, deleteNetns, netnsExists, netnsInode } from './netns
 import { HOST_MOUNTS, hostPaths, labRoot, type HostPaths } from './paths.js';
 import { hostMembers, hostMountNeedle, ownNamespaces, procInfo, scanProcesses, stickyFinder, stopProcesses } from './processes.js';
 import { canConnect, renderSshdConfig, startSshd } from './sshd.js';
+import { exists } from './cache.js';
 
 /** Everything needed to make one host. */
 export interface HostPlan {
@@ -111,14 +112,6 @@ export async function checkLabRoot(): Promise<void> {
   }
 }
 
-async function exists(file: string): Promise<boolean> {
-  try {
-    await fs.access(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function mkdirMode(dir: string, mode: number): Promise<void> {
   await fs.mkdir(dir, { recursive: true, mode: 0o755 });

@@ -5,6 +5,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { run } from './exec.js';
+import { exists } from './cache.js';
 
 /** A private key file and its public half. */
 export interface KeyPair {
@@ -12,14 +13,6 @@ export interface KeyPair {
   publicKey: string;
 }
 
-async function exists(file: string): Promise<boolean> {
-  try {
-    await fs.access(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Makes an ed25519 key at `keyPath` (0600) with `keyPath.pub` unless one is there; returns it. Generated under a

@@ -1,0 +1,150 @@
+/**
+ * Benchmark of `up` on lab clusters (not a test): per-phase wall time, the tool's own CPU time and peak memory, and
+ * the swarm phase against the same joins issued directly on the hosts with the docker CLI.
+ *
+ *   sudo node --import tsx bench/up-bench.ts [workers ...]     (default: 3 30; needs /usr/bin/time from Debian's `time`)
+ *
+ * For each size it: runs `up` from nothing (timed phases); makes every node leave the swarm and forms it again with raw
+ * `docker swarm init/join` over ssh (managers one at a time, workers all at once, as lab.md measured); makes every
+ * node leave again and runs swarmform's `swarm` phase on the same hosts; then `down`. Figures go to bench/out/.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { cli, deriveInventory, machinesOf, onHost, ROOT, testHome, type StateMachine } from '../test/support/lab.js';
+
+const execFileP = promisify(execFile);
+const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
+const workerCounts = sizes.length ? sizes : [3, 30];
+const outDir = join(ROOT, 'bench/out');
+mkdirSync(outDir, { recursive: true });
+
+interface Timed {
+  code: number;
+  wallS: number;
+  cpuS: number;
+  maxRssMb: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs bin/swarmform under /usr/bin/time for its CPU time and peak RSS. */
+function timedCli(args: string[], env: Record<string, string>): Promise<Timed> {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const child = spawn('/usr/bin/time', ['-f', 'BENCH %U %S %M', join(ROOT, 'bin/swarmform'), ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (code) => {
+      const m = /BENCH ([\d.]+) ([\d.]+) (\d+)/.exec(stderr);
+      resolve({
+        code: code ?? 255,
+        wallS: (performance.now() - t0) / 1000,
+        cpuS: m ? Number(m[1]) + Number(m[2]) : NaN,
+        maxRssMb: m ? Number(m[3]) / 1024 : NaN,
+        stdout,
+        stderr,
+      });
+    });
+  });
+}
+
+function resultOf(stdout: string): { phaseMs: Record<string, number>; changed: number } {
+  const line = stdout.trim().split('\n').reverse().find((l) => l.includes('"type":"result"'));
+  if (!line) throw new Error(`no result line in:\n${stdout.slice(-2000)}`);
+  return JSON.parse(line);
+}
+
+async function leaveAll(machines: StateMachine[]): Promise<void> {
+  await Promise.all(machines.map((m) => onHost(m, 'docker swarm leave --force >/dev/null 2>&1; true')));
+}
+
+/** The same joins, issued directly: init, managers one by one, then every worker at once; until all Ready. */
+async function rawJoins(machines: StateMachine[]): Promise<number> {
+  const [lead, ...others] = machines.filter((m) => m.role === 'manager');
+  const workers = machines.filter((m) => m.role === 'worker');
+  const t0 = performance.now();
+  await must(onHost(lead!, `docker swarm init --advertise-addr ${lead!.privateAddress} >/dev/null`));
+  const wt = (await must(onHost(lead!, 'docker swarm join-token -q worker'))).trim();
+  const mt = (await must(onHost(lead!, 'docker swarm join-token -q manager'))).trim();
+  for (const m of others) await must(onHost(m, `docker swarm join --advertise-addr ${m.privateAddress} --token ${mt} ${lead!.privateAddress}:2377 >/dev/null`));
+  await Promise.all(workers.map((w) => onHost(w, `docker swarm join --advertise-addr ${w.privateAddress} --token ${wt} ${lead!.privateAddress}:2377 >/dev/null 2>&1`)));
+  for (;;) {
+    const out = await onHost(lead!, "docker node ls --format '{{.Status}}'");
+    const ready = out.stdout.split('\n').filter((l) => l === 'Ready').length;
+    if (ready >= machines.length) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return (performance.now() - t0) / 1000;
+}
+
+async function must(p: Promise<{ code: number; stdout: string; stderr: string }>): Promise<string> {
+  const r = await p;
+  if (r.code !== 0) throw new Error(r.stderr);
+  return r.stdout;
+}
+
+const rows: Record<string, unknown>[] = [];
+for (const workers of workerCounts) {
+  const cluster = `bench-${workers}`;
+  const home = testHome();
+  const env = { SWARMFORM_HOME: home };
+  const inventory = deriveInventory(home, 'inventories/lab.yml', cluster, '198.18.30.0/24', (t) =>
+    t.replace('name: worker-[1:3]', `name: worker-[1:${workers}]`).replace('replicas: 3', `replicas: ${Math.min(workers, 6)}`),
+  );
+  await cli(['down', '--force', '-i', inventory], env);
+  try {
+    const upRun = await timedCli(['up', '--json', '-i', inventory], env);
+    if (upRun.code !== 0) throw new Error(`up failed: ${upRun.stderr.slice(-3000)}`);
+    const up = resultOf(upRun.stdout);
+    const machines = machinesOf(home, cluster);
+    const again = await timedCli(['up', '--json', '-i', inventory], env);
+
+    await leaveAll(machines);
+    const rawS = await rawJoins(machines);
+    await leaveAll(machines);
+    const swarmRun = await timedCli(['swarm', '--json', '--force', '-i', inventory], env);
+    if (swarmRun.code !== 0) throw new Error(`swarm failed: ${swarmRun.stderr.slice(-3000)}`);
+    const swarmS = resultOf(swarmRun.stdout).phaseMs.swarm! / 1000;
+    const row = {
+      hosts: `3+${workers}`,
+      upS: +upRun.wallS.toFixed(1),
+      provisionS: +(up.phaseMs.provision! / 1000).toFixed(1),
+      bootstrapS: +(up.phaseMs.bootstrap! / 1000).toFixed(1),
+      imagesS: +(up.phaseMs.images! / 1000).toFixed(1),
+      swarmS: +(up.phaseMs.swarm! / 1000).toFixed(1),
+      workloadsS: +(up.phaseMs.workloads! / 1000).toFixed(1),
+      cpuS: +upRun.cpuS.toFixed(1),
+      maxRssMb: Math.round(upRun.maxRssMb),
+      rawJoinsS: +rawS.toFixed(1),
+      swarmAgainS: +swarmS.toFixed(1),
+      swarmOverRaw: +(swarmS / rawS).toFixed(2),
+      secondUpS: +again.wallS.toFixed(1),
+      secondUpChanged: resultOf(again.stdout).changed,
+    };
+    rows.push(row);
+    console.log(JSON.stringify(row));
+  } finally {
+    const d = await cli(['down', '--force', '-i', inventory], env);
+    if (d.code !== 0) console.error(d.stderr);
+  }
+}
+
+const head = '| hosts | up total | provision | bootstrap | images | swarm | workloads | tool CPU | tool peak RSS | raw joins | swarm phase (same hosts) | swarm / raw | second up |';
+const lines = [head, `|${'---|'.repeat(13)}`];
+for (const r of rows) {
+  lines.push(
+    `| ${r.hosts} | ${r.upS} s | ${r.provisionS} s | ${r.bootstrapS} s | ${r.imagesS} s | ${r.swarmS} s | ${r.workloadsS} s | ${r.cpuS} s | ${r.maxRssMb} MB | ${r.rawJoinsS} s | ${r.swarmAgainS} s | ${r.swarmOverRaw} | ${r.secondUpS} s (${r.secondUpChanged} changes) |`,
+  );
+}
+const { stdout: cpu } = await execFileP('sh', ['-c', "nproc; grep MemTotal /proc/meminfo"]);
+const md = `${lines.join('\n')}\n\nMachine: ${cpu.trim().replace(/\n/g, ' cores, ')}; ${new Date().toISOString()}\n`;
+writeFileSync(join(outDir, 'up-bench.md'), md);
+writeFileSync(join(outDir, 'up-bench.json'), JSON.stringify(rows, null, 2));
+console.log(`\n${md}`);
