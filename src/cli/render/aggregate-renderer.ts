@@ -95,13 +95,7 @@ export function createAggregateRenderer(s: RendererSettings): Renderer {
 
   return {
     mode: 'aggregate',
-    listener: (e) => {
-      try {
-        listener(e);
-      } catch {
-        // A renderer must never break the run.
-      }
-    },
+    listener,
     done: async () => {
       if (finished) return;
       if (timer) clearInterval(timer);

@@ -48,14 +48,33 @@ export function createRenderer(opts: CreateRendererOptions): Renderer {
   const mode = opts.mode ?? chooseMode({ json: opts.json, hosts: opts.hosts, tty });
   const now = opts.now ?? Date.now;
   const settings: RendererSettings = { stream, hosts: opts.hosts, startTs: opts.startTs ?? now(), now };
-  switch (mode) {
-    case 'json':
-      return createJsonRenderer(stream);
-    case 'rows':
-      return createRowsRenderer(settings);
-    case 'aggregate':
-      return createAggregateRenderer(settings);
-    case 'plain':
-      return createPlainRenderer(settings);
+  return guarded(pick());
+
+  function pick(): Renderer {
+    switch (mode) {
+      case 'json':
+        return createJsonRenderer(stream);
+      case 'rows':
+        return createRowsRenderer(settings);
+      case 'aggregate':
+        return createAggregateRenderer(settings);
+      case 'plain':
+        return createPlainRenderer(settings);
+    }
   }
+}
+
+/** A renderer must never break the run: an exception while drawing an event is swallowed. */
+function guarded(r: Renderer): Renderer {
+  const listener = r.listener;
+  return {
+    ...r,
+    listener: (e) => {
+      try {
+        listener(e);
+      } catch {
+        // drawing failed; the run goes on
+      }
+    },
+  };
 }

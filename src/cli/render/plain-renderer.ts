@@ -80,13 +80,7 @@ export function createPlainRenderer(s: RendererSettings): Renderer {
 
   return {
     mode: 'plain',
-    listener: (e) => {
-      try {
-        listener(e);
-      } catch {
-        // A renderer must never break the run.
-      }
-    },
+    listener,
     done: async () => {},
     summary: () => failures.lines(),
   };

@@ -334,13 +334,7 @@ export function createRowsRenderer(s: RendererSettings): Renderer {
 
   return {
     mode: 'rows',
-    listener: (e) => {
-      try {
-        listener(e);
-      } catch {
-        // A renderer must never break the run.
-      }
-    },
+    listener,
     done: async () => {
       finished = true;
       for (const p of phases.values()) p.end();
