@@ -58,11 +58,13 @@ export async function joinNode(
 }
 
 async function waitActive(m: Member, step: string): Promise<string> {
-  return pollUntil(
+  // pollUntil keeps going through probe errors (an engine busy joining may not answer), so a swarm error state is
+  // returned as a value and thrown here, at once, rather than waited out.
+  const r = await pollUntil<{ nodeId: string } | { error: string }>(
     async () => {
       const s = await localSwarm(m.remote.engine());
-      if (s.state === 'active' && s.nodeId) return s.nodeId;
-      if (s.state === 'error') throw new HostStepError(m.machine.name, step, `the engine reports a swarm error: ${s.error ?? 'unknown'}`);
+      if (s.state === 'active' && s.nodeId) return { nodeId: s.nodeId };
+      if (s.state === 'error') return { error: s.error ?? 'unknown' };
       return undefined;
     },
     {
@@ -74,4 +76,6 @@ async function waitActive(m: Member, step: string): Promise<string> {
         }),
     },
   );
+  if ('error' in r) throw new HostStepError(m.machine.name, step, `the engine reports a swarm error: ${r.error}`);
+  return r.nodeId;
 }
