@@ -15,12 +15,15 @@ export async function status(ctx: Context): Promise<ClusterStatus> {
   }
   const sessions = new Sessions(await ctx.state.knownHosts(), ctx.events);
   const errors: string[] = [];
+  const hints = new Set<string>();
   try {
     for (const m of managers) {
       const conn = await sessions.connect([m], { phase: 'status', timeoutS: 5 });
       const remote = sessions.get(m.name);
       if (!remote) {
-        errors.push(`${m.name}: ${conn.failed[0]?.error.message ?? 'unreachable'}`);
+        const err = conn.failed[0]?.error as SwarmformError | undefined;
+        errors.push(named(m.name, err?.message ?? 'unreachable'));
+        if (err?.hint) hints.add(err.hint);
         continue;
       }
       try {
@@ -31,13 +34,18 @@ export async function status(ctx: Context): Promise<ClusterStatus> {
         }
         return await readStatus(remote.engine(), ctx.inventory.cluster, m.name);
       } catch (err) {
-        errors.push(`${m.name}: ${(err as Error).message}`);
+        errors.push(named(m.name, (err as Error).message));
       }
     }
   } finally {
     sessions.closeAll();
   }
   throw new SwarmformError(`no manager of cluster ${ctx.inventory.cluster} answered:\n  ${errors.join('\n  ')}`, {
-    hint: 'run `swarmform up` to (re)form the cluster',
+    hint: [...hints, 'run `swarmform up` to (re)form the cluster'].join('; '),
   });
+}
+
+/** Prefixes the host name unless the message already starts with it. */
+function named(host: string, message: string): string {
+  return message.startsWith(`${host}:`) ? message : `${host}: ${message}`;
 }
