@@ -10,7 +10,7 @@ import { initSwarm, type SwarmHandle } from './init-swarm.js';
 import { joinNode } from './join-node.js';
 import type { Member } from './members.js';
 import { type LocalSwarm, localSwarm } from './node-state.js';
-import { applyNodeSettings } from './node-settings.js';
+import { applyNodeSettings, settleJoinedNode } from './node-settings.js';
 
 export interface FormOptions {
   events: EventBus;
@@ -88,7 +88,8 @@ export async function formSwarm(members: Member[], opts: FormOptions): Promise<F
       nodeIds.set(w.machine.name, r.nodeId);
       if (r.skipped) return { skipped: true as const, message: r.skipped };
       changed++;
-      return `joined via ${via.machine.name}`;
+      const labelled = await settleJoinedNode(via, w, r.nodeId, opts.drainManagers);
+      return `joined via ${via.machine.name}${labelled ? ', labels set' : ''}`;
     },
     {
       phase: 'swarm', step: 'join worker', key: (w) => w.machine.name, concurrency: opts.joinConcurrency, events: opts.events,
