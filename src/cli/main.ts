@@ -10,6 +10,7 @@ import { execOn, sshInto } from '../core/exec.js';
 import { plan } from '../core/plan.js';
 import { status } from '../core/status.js';
 import { up, type UpPhase, type UpResult } from '../core/up.js';
+import { isCancelled } from '../run/cancelled.js';
 import { redact } from '../state/redact.js';
 import { formatDown, formatPlan, formatStatus, formatUp } from './format.js';
 import { createRenderer } from './render/index.js';
@@ -49,6 +50,12 @@ async function run(argv: Common, fn: (ctx: Context) => Promise<string | object |
     else if (out !== undefined) process.stdout.write(`${redact(JSON.stringify(out))}\n`);
   } catch (err) {
     await renderer?.done();
+    if (abort.signal.aborted && isCancelled(err)) {
+      // Ctrl-C: what finished is in the state; the next run picks up from there.
+      report(new SwarmformError('interrupted: what was done is recorded', { hint: 'run the same command again to finish' }), argv.json);
+      process.exitCode = 130;
+      return;
+    }
     report(err, argv.json, renderer?.summary());
     process.exitCode = exitCodeOf(err);
   } finally {
