@@ -1,4 +1,6 @@
 /** Installs Docker Engine when missing: distribution packages, or an uploaded bundle of static binaries. */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { sha256File } from '../core/checksum.js';
 import { HostStepError } from '../core/errors.js';
 import type { Remote } from '../remote/remote.js';
 import type { HostFacts } from './facts.js';
@@ -12,6 +14,16 @@ export interface BundleRef {
 }
 
 const BUNDLE_DOCKERD = '/usr/local/bin/dockerd';
+
+/** A bundle's identity (the gzip form's checksum: its `.sha256` sidecar when there is one) and the files it can be sent as. */
+export async function bundleRef(gzip: string, zstd?: string): Promise<BundleRef> {
+  const side = `${gzip}.sha256`;
+  return {
+    id: existsSync(side) ? readFileSync(side, 'utf8').trim().split(/\s+/)[0]! : await sha256File(gzip),
+    gzip: { path: gzip, size: statSync(gzip).size },
+    zstd: zstd ? { path: zstd, size: statSync(zstd).size } : undefined,
+  };
+}
 
 /** Returns what was done, or undefined when the engine was already there (nothing changed). */
 export async function installEngine(

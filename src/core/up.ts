@@ -3,13 +3,11 @@
  * sharing one context (kind's shape). Each action observes before it changes, so a second run changes nothing;
  * hosts that fail are reported and left out of later actions while the rest go on (exit 3, partial).
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { collapseToCidrs } from '../bootstrap/cidrs.js';
 import { type BootstrapPlan, bootstrapHost } from '../bootstrap/bootstrap-host.js';
 import { daemonConfig } from '../bootstrap/daemon-config.js';
 import type { HostFacts } from '../bootstrap/facts.js';
-import type { BundleRef } from '../bootstrap/install-engine.js';
+import { bundleRef } from '../bootstrap/install-engine.js';
 import type { ImageSpec } from '../inventory/types.js';
 import type { Machine, ProviderArtifacts } from '../providers/provider.js';
 import { throwIfCancelled } from '../run/cancelled.js';
@@ -258,22 +256,3 @@ async function endpoints(lead: Member, status: ClusterStatus): Promise<{ service
   }
   return out.sort((a, b) => a.url.localeCompare(b.url, undefined, { numeric: true }));
 }
-
-/** A bundle's identity (the gzip form's checksum) and the files it can be sent as. */
-async function bundleRef(gzip: string, zstd?: string): Promise<BundleRef> {
-  return {
-    id: await sha256File(gzip),
-    gzip: { path: gzip, size: statSync(gzip).size },
-    zstd: zstd ? { path: zstd, size: statSync(zstd).size } : undefined,
-  };
-}
-
-/** The bundle's checksum: its `.sha256` sidecar when the provider wrote one, else computed. */
-async function sha256File(path: string): Promise<string> {
-  const side = `${path}.sha256`;
-  if (existsSync(side)) return readFileSync(side, 'utf8').trim().split(/\s+/)[0]!;
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
-

@@ -4,7 +4,8 @@
  * crashed or concurrent build never leaves a half-written artifact under the final name.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, promises as fs } from 'node:fs';
+import { sha256File } from '../../core/checksum.js';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { run } from './exec.js';
 
@@ -36,16 +37,6 @@ export async function exists(file: string): Promise<boolean> {
   }
 }
 
-/** SHA-256 of a file, hex. */
-export function sha256File(file: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    createReadStream(file)
-      .on('data', (b) => h.update(b))
-      .on('error', reject)
-      .on('end', () => resolve(h.digest('hex')));
-  });
-}
 
 /**
  * Returns `target`, building it first with `build(tmpFile, workDir)` unless it exists. `workDir` is a scratch
