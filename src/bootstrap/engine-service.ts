@@ -1,6 +1,6 @@
 /** Starts, restarts or stops the engine through the host's init system, or a supervised direct start without one. */
 import { HostStepError } from '../core/errors.js';
-import { pollUntil } from '../core/wait.js';
+import { pollUntil } from '../run/poll.js';
 import type { Remote } from '../remote/remote.js';
 import { render } from './templates.js';
 

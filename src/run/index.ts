@@ -1,6 +1,7 @@
 /** The fan-out engine: bounded concurrency, per-key caps, retries with backoff and jitter, events, cancellation. */
 export { fanout, succeeded, type FanoutOptions, type FanoutResult, type WorkContext } from './fanout.js';
 export { KeyedLimiter } from './keyed-limiter.js';
+export { pollUntil } from './poll.js';
 export { phase } from './phase.js';
 export {
   backoffDelay,

@@ -4,7 +4,7 @@
  */
 import { HostStepError, SwarmformError } from '../core/errors.js';
 import type { EventBus } from '../core/events.js';
-import { pollUntil } from '../core/wait.js';
+import { pollUntil } from '../run/poll.js';
 import { fanout } from '../run/fanout.js';
 import { initSwarm, type SwarmHandle } from './init-swarm.js';
 import { joinNode } from './join-node.js';

@@ -1,6 +1,6 @@
 /** Joins one host to the swarm through a chosen manager; checks before acting and after a timeout. */
 import { HostStepError } from '../core/errors.js';
-import { pollUntil } from '../core/wait.js';
+import { pollUntil } from '../run/poll.js';
 import { type Member, managerEndpoint } from './members.js';
 import { localSwarm } from './node-state.js';
 import { checkTcpReachable } from './port-check.js';

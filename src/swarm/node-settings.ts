@@ -1,7 +1,7 @@
 /** Applies inventory node labels (plus `swarmform.host`) and manager availability, only where they differ. */
 import type { EventBus } from '../core/events.js';
 import { fanout } from '../run/fanout.js';
-import { sleep } from '../core/wait.js';
+import { sleep } from '../run/retry.js';
 import type { Member } from './members.js';
 
 /** The label that ties a swarm node to its inventory host (hostnames can differ from inventory names). */

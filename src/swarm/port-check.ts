@@ -2,7 +2,7 @@
 import { HostStepError } from '../core/errors.js';
 import type { Remote } from '../remote/remote.js';
 import { shq } from '../remote/remote.js';
-import { sleep } from '../core/wait.js';
+import { sleep } from '../run/retry.js';
 
 /** Resolves when `address:port` accepts a TCP connection from `remote`; throws naming both ends and the port otherwise. */
 export async function checkTcpReachable(remote: Remote, target: { name: string; address: string }, port: number, what: string, step: string): Promise<void> {

@@ -1,6 +1,11 @@
-import { throwIfCancelled } from '../run/cancelled.js';
+/** Polling until a condition holds: the waiting side of the run engine (engine up, node active, tasks running). */
+import { sleep } from './retry.js';
+import { throwIfCancelled } from './cancelled.js';
 
-/** Polls `probe` until it returns a value other than undefined, or the deadline passes (then throws `onTimeout()`). */
+/**
+ * Polls `probe` until it returns a value other than undefined, or the deadline passes (then throws `onTimeout()`
+ * with the last probe error). Probe errors are waited through: an engine that is starting may not answer yet.
+ */
 export async function pollUntil<T>(
   probe: () => Promise<T | undefined>,
   opts: { timeoutMs: number; intervalMs: number; signal?: AbortSignal; onTimeout: (last?: unknown) => Error },
@@ -16,10 +21,6 @@ export async function pollUntil<T>(
       last = err;
     }
     if (Date.now() >= deadline) throw opts.onTimeout(last);
-    await sleep(opts.intervalMs);
+    await sleep(opts.intervalMs, opts.signal);
   }
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
