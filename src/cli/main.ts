@@ -95,15 +95,21 @@ function upCommand(name: string, describe: string, until: UpPhase) {
         const t0 = Date.now();
         try {
           const r = await up(ctx, { until, force: argv.force });
-          return argv.json ? { type: 'result', command: name, ...r } : formatUp(r, relative(process.cwd(), ctx.inventory.file) || ctx.inventory.file, (Date.now() - t0) / 1000);
+          return argv.json ? { type: 'result', command: name, ...r } : formatUp(r, inventoryLabel(ctx.inventory.file), (Date.now() - t0) / 1000);
         } catch (err) {
           const partial = (err as { result?: UpResult }).result;
-          if (partial && !argv.json) process.stdout.write(`${redact(formatUp(partial, ctx.inventory.file, (Date.now() - t0) / 1000))}\n`);
+          if (partial && !argv.json) process.stdout.write(`${redact(formatUp(partial, inventoryLabel(ctx.inventory.file), (Date.now() - t0) / 1000))}\n`);
           throw err;
         }
       });
     },
   };
+}
+
+/** The inventory as the user would type it: relative below the working directory, else absolute. */
+function inventoryLabel(file: string): string {
+  const rel = relative(process.cwd(), file);
+  return rel && !rel.startsWith('..') ? rel : file;
 }
 
 /** yargs' parsed arguments, typed as the command declares them. */

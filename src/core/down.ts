@@ -7,6 +7,8 @@ import { engineCommand } from '../bootstrap/engine-service.js';
 import { gatherFacts } from '../bootstrap/facts.js';
 import { render } from '../bootstrap/templates.js';
 import { fanout } from '../run/fanout.js';
+import { phase } from '../run/phase.js';
+import type { Machine } from '../providers/provider.js';
 import type { Context } from './context.js';
 import { PartialError } from './errors.js';
 import { knownMachines } from './machines.js';
@@ -24,10 +26,19 @@ export async function down(ctx: Context, opts: { force: boolean }): Promise<Down
   const release = await ctx.state.lock();
   const failures: { host: string; step: string; message: string }[] = [];
   const result: DownResult = { cluster: ctx.inventory.cluster, destroyed: [], released: [] };
-  const t0 = Date.now();
   try {
     const machines = await knownMachines(ctx);
-    events.emit({ type: 'phase', phase: 'teardown', status: 'start', total: machines.length });
+    await phase(events, 'teardown', machines.length, () => teardownAll(machines));
+    if (failures.length > 0) {
+      throw new PartialError(`${failures.length} host(s) could not be torn down; the state is kept so \`down\` can be run again`, failures);
+    }
+  } finally {
+    await release();
+  }
+  await ctx.state.remove();
+  return result;
+
+  async function teardownAll(machines: Machine[]): Promise<void> {
     const foreign = machines.filter((m) => !providerOwns(ctx, m.provider));
     if (foreign.length > 0) {
       const sessions = new Sessions(await ctx.state.knownHosts(), events);
@@ -66,15 +77,7 @@ export async function down(ctx: Context, opts: { force: boolean }): Promise<Down
       result.destroyed.push(...r.done);
       await provider.teardown(ctx.providerContext, { force: opts.force });
     }
-    events.emit({ type: 'phase', phase: 'teardown', status: 'end', ok: result.destroyed.length + result.released.length, failed: failures.length, skipped: 0, ms: Date.now() - t0 });
-    if (failures.length > 0) {
-      throw new PartialError(`${failures.length} host(s) could not be torn down; the state is kept so \`down\` can be run again`, failures);
-    }
-  } finally {
-    await release();
   }
-  await ctx.state.remove();
-  return result;
 }
 
 function providerOwns(ctx: Context, name: string): boolean {

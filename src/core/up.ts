@@ -12,6 +12,7 @@ import type { ImageSpec } from '../inventory/types.js';
 import type { Machine, ProviderArtifacts } from '../providers/provider.js';
 import { throwIfCancelled } from '../run/cancelled.js';
 import { fanout, succeeded } from '../run/fanout.js';
+import { phase } from '../run/phase.js';
 import { advertiseAddress } from '../swarm/advertise.js';
 import { formSwarm } from '../swarm/form-swarm.js';
 import { ensureImages, imageTags } from '../swarm/images.js';
@@ -20,6 +21,7 @@ import { applyServices, waitServicesConverged } from '../swarm/services.js';
 import { type ClusterStatus, readStatus } from '../swarm/status.js';
 import type { Context } from './context.js';
 import { PartialError } from './errors.js';
+import type { Phase } from './events.js';
 import { Sessions } from './sessions.js';
 
 export type UpPhase = 'provision' | 'bootstrap' | 'swarm' | 'workloads';
@@ -58,10 +60,11 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
     phaseMs: {},
   };
   const fail = (host: string, step: string, err: Error) => result.failures.push({ host, step, message: err.message });
-  const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+  /** One phase: start and end events (hosts counted once each, from their step events) and its wall time. */
+  const timed = async <T>(name: Phase, total: number, fn: () => Promise<T>): Promise<T> => {
     const t0 = Date.now();
     try {
-      return await fn();
+      return await phase(events, name, total, fn);
     } finally {
       result.phaseMs[name] = Date.now() - t0;
     }
@@ -72,11 +75,8 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
   const sessions = new Sessions(await state.knownHosts(), events);
   try {
     // provision: find what exists (provider discovery, not only local state), create what is missing.
-    const machines = await timed('provision', async () => {
-      events.emit({ type: 'phase', phase: 'provision', status: 'start', total: inventory.hosts.length });
-      const t0 = Date.now();
+    const machines = await timed('provision', inventory.hosts.length, async () => {
       const all: Machine[] = [];
-      let failed = 0;
       for (const { provider, hosts } of ctx.providers) {
         await provider.network(ctx.providerContext);
         const existing = new Map((await provider.list(ctx.providerContext)).map((m) => [m.name, m]));
@@ -84,12 +84,15 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
         const created = missing.length ? await provider.create(missing, ctx.providerContext) : { done: [], failed: [] };
         if (provider.info().ownsMachines) result.changes.provision += created.done.length;
         for (const f of created.failed) fail(f.name, 'provision', f.error);
-        failed += created.failed.length;
         const wanted = new Set(hosts.map((h) => h.name));
-        all.push(...[...existing.values()].filter((m) => wanted.has(m.name)), ...created.done);
+        for (const m of existing.values()) {
+          if (!wanted.has(m.name)) continue;
+          all.push(m);
+          events.emit({ type: 'step', phase: 'provision', host: m.name, step: 'machine', status: 'skip', message: 'exists' });
+        }
+        all.push(...created.done);
       }
       await state.saveMachines(all);
-      events.emit({ type: 'phase', phase: 'provision', status: 'end', ok: all.length, failed, skipped: 0, ms: Date.now() - t0 });
       return all;
     });
     if (last < ORDER.indexOf('bootstrap')) return await finish();
@@ -99,9 +102,7 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
     const artifacts = new Map<string, ProviderArtifacts>();
     for (const { provider } of ctx.providers) artifacts.set(provider.name, await provider.artifacts(ctx.providerContext));
     const facts = new Map<string, HostFacts>();
-    const ready = await timed('bootstrap', async () => {
-      events.emit({ type: 'phase', phase: 'bootstrap', status: 'start', total: machines.length });
-      const t0 = Date.now();
+    const ready = await timed('bootstrap', machines.length, async () => {
       const connectTimeout = Math.max(...inventory.hosts.map((h) => h.ssh.connectTimeout));
       const conn = await sessions.connect(machines, { phase: 'bootstrap', timeoutS: connectTimeout, signal: ctx.signal });
       for (const f of conn.failed) fail(f.item.name, 'ssh', f.error);
@@ -134,17 +135,13 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
         { phase: 'bootstrap', step: 'bootstrap', key: (m) => m.name, concurrency: 32, events, signal: ctx.signal },
       );
       for (const f of r.failed) fail(f.item.name, 'bootstrap', f.error);
-      events.emit({ type: 'phase', phase: 'bootstrap', status: 'end', ok: r.done.length, failed: r.failed.length + conn.failed.length, skipped: r.skipped.length, ms: Date.now() - t0 });
       return succeeded(r);
     });
 
     // images: provider base images and the inventory's tarballs, loaded where missing, all hosts in parallel.
-    await timed('images', async () => {
-      const specs: ImageSpec[] = [...[...artifacts.values()].flatMap((a) => a.images ?? []), ...inventory.images];
-      if (specs.length === 0 || ready.length === 0) return;
+    const specs: ImageSpec[] = [...[...artifacts.values()].flatMap((a) => a.images ?? []), ...inventory.images];
+    if (specs.length > 0 && ready.length > 0) await timed('images', ready.length, async () => {
       const withTags = await Promise.all(specs.map(async (spec) => ({ spec, tags: await imageTags(spec) })));
-      events.emit({ type: 'phase', phase: 'images', status: 'start', total: ready.length });
-      const t0 = Date.now();
       const r = await fanout(
         ready,
         async (m) => {
@@ -156,7 +153,6 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
         { phase: 'images', step: 'load images', key: (m) => m.name, concurrency: 16, events, signal: ctx.signal },
       );
       for (const f of r.failed) fail(f.item.name, 'images', f.error);
-      events.emit({ type: 'phase', phase: 'images', status: 'end', ok: r.done.length, failed: r.failed.length, skipped: r.skipped.length, ms: Date.now() - t0 });
     });
     if (last < ORDER.indexOf('swarm')) return await finish();
     throwIfCancelled(ctx.signal);
@@ -167,9 +163,7 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
       remote: sessions.get(m.name)!,
       advertise: advertiseAddress(m, inventory.swarm.advertise, facts.get(m.name)?.addresses),
     }));
-    const formed = await timed('swarm', async () => {
-      events.emit({ type: 'phase', phase: 'swarm', status: 'start', total: members.length });
-      const t0 = Date.now();
+    const formed = await timed('swarm', members.length, async () => {
       const saved = await state.read();
       const f = await formSwarm(members, {
         events,
@@ -182,18 +176,14 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
       for (const x of f.failed) fail(x.host, 'swarm', x.error);
       result.changes.swarm = f.changed;
       await state.writeSecrets({ ...(await state.readSecrets()), workerToken: f.swarm.tokens.worker, managerToken: f.swarm.tokens.manager });
-      await state.write({ ...(await state.read()), swarm: { clusterId: f.swarm.clusterId, createdAt: saved.swarm?.createdAt ?? new Date().toISOString() } });
-      events.emit({ type: 'phase', phase: 'swarm', status: 'end', ok: f.nodeIds.size, failed: f.failed.length, skipped: 0, ms: Date.now() - t0 });
+      await state.update((st) => ({ ...st, swarm: { clusterId: f.swarm.clusterId, createdAt: saved.swarm?.createdAt ?? new Date().toISOString() } }));
       return f;
     });
     if (last < ORDER.indexOf('workloads')) return await finish(formed.swarm.lead);
     throwIfCancelled(ctx.signal);
 
     // workloads: services through the leader's Engine API; wait for every task to run.
-    await timed('workloads', async () => {
-      if (inventory.services.length === 0) return;
-      events.emit({ type: 'phase', phase: 'workloads', status: 'start', total: inventory.services.length });
-      const t0 = Date.now();
+    if (inventory.services.length > 0) await timed('workloads', inventory.services.length, async () => {
       if (ctx.providers.some((p) => p.provider.name === 'lab')) {
         for (const s of inventory.services) {
           if (s.ports.some((p) => p.mode === 'ingress')) {
@@ -204,7 +194,6 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
       const applied = await applyServices(formed.swarm.lead, inventory.services, inventory.cluster, events);
       result.changes.workloads = applied.created.length + applied.updated.length;
       await waitServicesConverged(formed.swarm.lead, inventory.services.map((s) => s.name), events);
-      events.emit({ type: 'phase', phase: 'workloads', status: 'end', ok: inventory.services.length, failed: 0, skipped: applied.unchanged.length, ms: Date.now() - t0 });
     });
     return await finish(formed.swarm.lead);
 

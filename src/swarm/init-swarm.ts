@@ -41,6 +41,7 @@ export async function initSwarm(
   let created = false;
   if (clusterId) {
     lead = clusters.get(clusterId)![0]!;
+    opts.events.emit({ type: 'step', phase: 'swarm', host: lead.machine.name, step: 'init', status: 'skip', message: `swarm ${clusterId.slice(0, 12)} already formed` });
   } else {
     lead = managers[0]!;
     const st = states.get(lead.machine.name);
