@@ -1,87 +1,16 @@
 /** The swarmform command line: thin yargs commands that build options and call one core function each. */
-import { relative } from 'node:path';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { openContext, type Context } from '../core/context.js';
 import { down } from '../core/down.js';
-import { ExitCode, exitCodeOf, PartialError, SwarmformError, UsageError } from '../core/errors.js';
-import { EventBus } from '../core/events.js';
+import { ExitCode, UsageError } from '../core/errors.js';
 import { execOn, sshInto } from '../core/exec.js';
 import { plan } from '../core/plan.js';
 import { status } from '../core/status.js';
 import { up, type UpPhase, type UpResult } from '../core/up.js';
-import { isCancelled } from '../run/cancelled.js';
 import { redact } from '../state/redact.js';
+import { commandAfterDashes, type Common, inventoryLabel, run, typed } from './command-kit.js';
+import { commands } from './commands/index.js';
 import { formatDown, formatPlan, formatStatus, formatUp } from './format.js';
-import { createRenderer } from './render/index.js';
-
-interface Common {
-  inventory?: string;
-  json: boolean;
-}
-
-/** Sets up events, rendering, Ctrl-C and exit codes around one core call. */
-async function run(argv: Common, fn: (ctx: Context) => Promise<string | object | number | void>, opts: { render?: boolean } = {}): Promise<void> {
-  const events = new EventBus();
-  const abort = new AbortController();
-  let interrupted = 0;
-  const onSigint = () => {
-    interrupted++;
-    if (interrupted > 1) process.exit(130);
-    process.stderr.write('\nInterrupted: finishing in-flight steps and saving state (Ctrl-C again to quit at once)\n');
-    abort.abort();
-  };
-  process.on('SIGINT', onSigint);
-  let renderer: ReturnType<typeof createRenderer> | undefined;
-  try {
-    const ctx = await openContext(argv.inventory, events, abort.signal);
-    if (opts.render !== false) {
-      renderer = createRenderer({ json: argv.json, hosts: ctx.inventory.hosts.length });
-      events.on(renderer.listener);
-    } else if (!argv.json) {
-      events.on((e) => {
-        if (e.type === 'log' && e.level === 'warn') process.stderr.write(`warning: ${redact(e.message)}\n`);
-      });
-    }
-    const out = await fn(ctx);
-    await renderer?.done();
-    if (typeof out === 'number') process.exitCode = out;
-    else if (typeof out === 'string') process.stdout.write(`${redact(out)}\n`);
-    else if (out !== undefined) process.stdout.write(`${redact(JSON.stringify(out))}\n`);
-  } catch (err) {
-    await renderer?.done();
-    if (abort.signal.aborted && isCancelled(err)) {
-      // Ctrl-C: what finished is in the state; the next run picks up from there.
-      report(new SwarmformError('interrupted: what was done is recorded', { hint: 'run the same command again to finish' }), argv.json);
-      process.exitCode = 130;
-      return;
-    }
-    report(err, argv.json, renderer?.summary());
-    process.exitCode = exitCodeOf(err);
-  } finally {
-    process.off('SIGINT', onSigint);
-  }
-}
-
-/** Beyond this many failed hosts, failures are shown grouped by cause rather than one line each. */
-const MAX_FAILURE_LINES = 10;
-
-function report(err: unknown, json: boolean, grouped?: string[]): void {
-  const e = err as SwarmformError & { failures?: PartialError['failures']; result?: UpResult };
-  if (json) {
-    process.stdout.write(
-      `${redact(JSON.stringify({ type: 'error', exitCode: exitCodeOf(err), message: e.message, hint: e.hint, failures: e.failures, result: e.result }))}\n`,
-    );
-  }
-  const lines = [`error: ${e.message ?? String(err)}`];
-  if (e instanceof PartialError) {
-    if (e.failures.length > MAX_FAILURE_LINES && grouped?.length) lines.push(...grouped.map((g) => `  ${g}`));
-    else for (const f of e.failures) lines.push(`  ${f.host}: ${f.step}: ${f.message}`);
-  }
-  if (e.hint) lines.push(`hint: ${e.hint}`);
-  if (!(err instanceof SwarmformError) && process.env.SWARMFORM_DEBUG) lines.push(String((err as Error).stack));
-  process.stderr.write(`${redact(lines.join('\n'))}\n`);
-}
 
 function upCommand(name: string, describe: string, until: UpPhase) {
   return {
@@ -104,24 +33,6 @@ function upCommand(name: string, describe: string, until: UpPhase) {
       });
     },
   };
-}
-
-/** The inventory as the user would type it: relative below the working directory, else absolute. */
-function inventoryLabel(file: string): string {
-  const rel = relative(process.cwd(), file);
-  return rel && !rel.startsWith('..') ? rel : file;
-}
-
-/** yargs' parsed arguments, typed as the command declares them. */
-function typed<T>(a: unknown): T {
-  return a as T;
-}
-
-/** The words after `--`, joined as ssh joins them. */
-function commandAfterDashes(a: unknown): string | undefined {
-  const argv = a as Record<string, unknown>;
-  const rest = [...((argv._ as (string | number)[]).slice(1) ?? []), ...((argv['--'] as string[] | undefined) ?? [])].map(String);
-  return rest.length ? rest.join(' ') : undefined;
 }
 
 export async function main(args = hideBin(process.argv)): Promise<void> {
@@ -202,6 +113,7 @@ export async function main(args = hideBin(process.argv)): Promise<void> {
         });
       },
     })
+    .command(commands)
     .demandCommand(1, 'name a command, e.g. swarmform up')
     .strict()
     .fail((msg, err, y) => {

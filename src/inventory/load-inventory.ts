@@ -11,7 +11,7 @@ import { ProblemList } from './problems.js';
 import type { ProviderRegistry } from './provider-registry.js';
 import { resolveProviderSettings } from './provider-settings.js';
 import { renderTemplate, renderedLineNote } from './render-template.js';
-import { resolveBundle, resolveImages, resolveServices } from './resolve-workloads.js';
+import { resolveBundle, resolveImages, resolveServices, resolveStacks } from './resolve-workloads.js';
 import { inventorySchema } from './schema.js';
 import type { Inventory } from './types.js';
 import { YamlSource } from './yaml-source.js';
@@ -82,12 +82,13 @@ export function parseInventory(text: string, file: string, opts: LoadOptions): I
     problems,
   });
   const services = resolveServices(inv.workloads?.services, problems);
+  const stacks = resolveStacks(inv.workloads?.stacks, baseDir, problems);
   const images = resolveImages(inv.images, baseDir, problems);
   const bundle = resolveBundle(inv.swarm.bundle, baseDir, problems);
   const swarm = bundle === undefined ? inv.swarm : { ...inv.swarm, bundle };
   problems.throwIfAny();
 
-  return { file: abs, cluster: inv.cluster, providers, swarm, hosts, services, images };
+  return { file: abs, cluster: inv.cluster, providers, swarm, hosts, services, stacks, images };
 }
 
 /** The document without top-level `x-` keys, which hold YAML anchors for reuse (as in Compose files). */

@@ -2,8 +2,8 @@
 import { statSync } from 'node:fs';
 import { resolveLocalPath } from './local-paths.js';
 import type { DocPath, ProblemList } from './problems.js';
-import type { ImageEntry, ServiceEntry } from './schema.js';
-import type { ImageSpec, ServiceSpec } from './types.js';
+import type { ImageEntry, ServiceEntry, StackEntry } from './schema.js';
+import type { ImageSpec, ServiceSpec, StackSpec } from './types.js';
 
 /** Services with defaults applied; duplicate names, `replicas` on a global service and ingress port clashes are problems. */
 export function resolveServices(entries: ServiceEntry[] | undefined, problems: ProblemList): ServiceSpec[] {
@@ -87,4 +87,30 @@ export function resolveBundle(entry: string | undefined, baseDir: string, proble
     problems.add(['swarm', 'bundle'], `file not found: ${file}`);
   }
   return file;
+}
+
+/** Stacks with absolute compose paths; a missing file or a duplicate stack name is a problem at its position. */
+export function resolveStacks(entries: StackEntry[] | undefined, baseDir: string, problems: ProblemList): StackSpec[] {
+  const seen = new Map<string, number>();
+  return (entries ?? []).map((entry, i) => {
+    const path: DocPath = ['workloads', 'stacks', i];
+    const first = seen.get(entry.name);
+    if (first !== undefined) {
+      const line = problems.locate(['workloads', 'stacks', first, 'name'], 'value').line;
+      problems.add([...path, 'name'], `duplicate stack name "${entry.name}" (first defined on line ${line})`);
+    } else {
+      seen.set(entry.name, i);
+    }
+    const files = entry.compose.map((f, j) => {
+      const file = resolveLocalPath(f, baseDir);
+      const at: DocPath = entry.compose.length > 1 ? [...path, 'compose', j] : [...path, 'compose'];
+      try {
+        if (!statSync(file).isFile()) problems.add(at, `not a file: ${file}`);
+      } catch {
+        problems.add(at, `file not found: ${file}`);
+      }
+      return file;
+    });
+    return { name: entry.name, files, env: entry.env ?? {} };
+  });
 }

@@ -102,6 +102,28 @@ const swarmSchema = z
       firewall: z.boolean(expecting('true or false')).default(true),
       drainManagers: z.boolean(expecting('true or false')).default(false),
       daemon: z.record(z.string(), z.unknown(), expecting('a mapping of daemon.json keys')).default(() => ({})),
+      autolock: z.boolean(expecting('true or false')).default(false),
+      profile: z.enum(['default', 'large'], expecting('"default" or "large"')).default('default'),
+      raft: z
+        .strictObject(
+          {
+            snapshotInterval: positiveInt('a positive number of log entries').optional(),
+            keepOldSnapshots: intBetween(0, 1000, 'a whole number from 0 to 1000').optional(),
+            logEntriesForSlowFollowers: intBetween(0, 10_000_000, 'a whole number of log entries').optional(),
+            electionTick: intBetween(2, 1000, 'a whole number of ticks from 2 to 1000').optional(),
+            heartbeatTick: intBetween(1, 1000, 'a whole number of ticks from 1 to 1000').optional(),
+          },
+          expecting('a mapping of raft settings (snapshotInterval, keepOldSnapshots, logEntriesForSlowFollowers, electionTick, heartbeatTick)'),
+        )
+        .optional(),
+      dispatcher: z
+        .strictObject(
+          { heartbeatPeriod: z.number(expecting('a number of seconds')).positive(expecting('a positive number of seconds')).optional() },
+          expecting('a mapping with heartbeatPeriod (seconds)'),
+        )
+        .optional(),
+      certExpiryHours: intBetween(1, 24 * 365 * 10, 'a whole number of hours (at least 1)').optional(),
+      taskHistoryLimit: intBetween(0, 1000, 'a whole number from 0 to 1000').optional(),
     },
     expecting('a mapping of swarm settings'),
   )
@@ -208,6 +230,22 @@ const serviceSchema = z.strictObject(
   expecting('a service (a mapping with at least name and image)'),
 );
 
+/** A compose stack: a name and one or more compose files (later files override earlier ones, as with -c). */
+const stackSchema = z.strictObject(
+  {
+    name: z
+      .string(expecting('a stack name'))
+      .regex(/^[a-z0-9][a-z0-9_-]*$/, expecting('a stack name: lowercase letters, digits, "_" and "-"'))
+      .max(40, expecting('a stack name of at most 40 characters')),
+    compose: z.union(
+      [nonEmpty('the path of a compose file').transform((f) => [f]), z.array(nonEmpty('the path of a compose file')).min(1)],
+      expecting('a compose file path or a list of them'),
+    ),
+    env: stringMap('a variable value (a string)').optional(),
+  },
+  expecting('a stack (a mapping with name and compose)'),
+);
+
 /** The whole inventory file. */
 export const inventorySchema = z.strictObject(
   {
@@ -222,7 +260,13 @@ export const inventorySchema = z.strictObject(
     groups: z.record(z.string(), groupSchema, expecting('a mapping of groups by name')),
     images: z.array(imageSchema, expecting('a list of images')).optional(),
     workloads: z
-      .strictObject({ services: z.array(serviceSchema, expecting('a list of services')).optional() }, expecting('a mapping with services'))
+      .strictObject(
+        {
+          services: z.array(serviceSchema, expecting('a list of services')).optional(),
+          stacks: z.array(stackSchema, expecting('a list of stacks')).optional(),
+        },
+        expecting('a mapping with services and stacks'),
+      )
       .optional(),
   },
   expecting('a mapping with at least cluster and groups'),
@@ -235,3 +279,4 @@ export type HostEntry = z.output<typeof hostSchema>;
 export type SshEntry = z.output<typeof sshSchema>;
 export type ServiceEntry = z.output<typeof serviceSchema>;
 export type ImageEntry = z.output<typeof imageSchema>;
+export type StackEntry = z.output<typeof stackSchema>;

@@ -31,6 +31,34 @@ export interface SwarmSettings {
   drainManagers: boolean;
   /** Extra keys merged into /etc/docker/daemon.json. */
   daemon: Record<string, unknown>;
+  /** Lock managers' Raft keys at rest; the unlock key is kept in the 0600 state only. */
+  autolock: boolean;
+  /** `large` applies settings suited to thousands of nodes (see src/raft); explicit settings below still win. */
+  profile: 'default' | 'large';
+  /** SwarmKit Raft settings (swarm spec, and daemon.json for the ticks). */
+  raft?: RaftSettings;
+  /** Dispatcher settings; heartbeatPeriod in seconds. */
+  dispatcher?: { heartbeatPeriod?: number };
+  /** Node certificate lifetime in hours (SwarmKit's default is 90 days). */
+  certExpiryHours?: number;
+  /** Finished tasks kept per slot. */
+  taskHistoryLimit?: number;
+}
+
+export interface RaftSettings {
+  snapshotInterval?: number;
+  keepOldSnapshots?: number;
+  logEntriesForSlowFollowers?: number;
+  electionTick?: number;
+  heartbeatTick?: number;
+}
+
+/** A compose stack from `workloads.stacks`: files are absolute paths, applied in order as `docker stack deploy -c`. */
+export interface StackSpec {
+  name: string;
+  files: string[];
+  /** Variables for interpolation, on top of the process environment and the first file's directory `.env`. */
+  env: Record<string, string>;
 }
 
 export interface HostSpec {
@@ -88,5 +116,6 @@ export interface Inventory {
   swarm: SwarmSettings;
   hosts: HostSpec[];
   services: ServiceSpec[];
+  stacks: StackSpec[];
   images: ImageSpec[];
 }

@@ -290,6 +290,8 @@ describe('groups to hosts', () => {
       firewall: true,
       drainManagers: false,
       daemon: {},
+      autolock: false,
+      profile: 'default',
     });
     const inv = load(
       lines(

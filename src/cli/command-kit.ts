@@ -1,0 +1,97 @@
+/** What every command shares: events, rendering, Ctrl-C, exit codes and error reports around one core call. */
+import { relative } from 'node:path';
+import { openContext, type Context } from '../core/context.js';
+import { exitCodeOf, PartialError, SwarmformError } from '../core/errors.js';
+import { EventBus } from '../core/events.js';
+import type { UpResult } from '../core/up.js';
+import { isCancelled } from '../run/cancelled.js';
+import { redact } from '../state/redact.js';
+import { createRenderer } from './render/index.js';
+
+/** Options every command has. */
+export interface Common {
+  inventory?: string;
+  json: boolean;
+}
+
+/** Sets up events, rendering, Ctrl-C and exit codes around one core call. */
+export async function run(argv: Common, fn: (ctx: Context) => Promise<string | object | number | void>, opts: { render?: boolean } = {}): Promise<void> {
+  const events = new EventBus();
+  const abort = new AbortController();
+  let interrupted = 0;
+  const onSigint = () => {
+    interrupted++;
+    if (interrupted > 1) process.exit(130);
+    process.stderr.write('\nInterrupted: finishing in-flight steps and saving state (Ctrl-C again to quit at once)\n');
+    abort.abort();
+  };
+  process.on('SIGINT', onSigint);
+  let renderer: ReturnType<typeof createRenderer> | undefined;
+  try {
+    const ctx = await openContext(argv.inventory, events, abort.signal);
+    if (opts.render !== false) {
+      renderer = createRenderer({ json: argv.json, hosts: ctx.inventory.hosts.length });
+      events.on(renderer.listener);
+    } else if (!argv.json) {
+      events.on((e) => {
+        if (e.type === 'log' && e.level === 'warn') process.stderr.write(`warning: ${redact(e.message)}\n`);
+      });
+    }
+    const out = await fn(ctx);
+    await renderer?.done();
+    if (typeof out === 'number') process.exitCode = out;
+    else if (typeof out === 'string') process.stdout.write(`${redact(out)}\n`);
+    else if (out !== undefined) process.stdout.write(`${redact(JSON.stringify(out))}\n`);
+  } catch (err) {
+    await renderer?.done();
+    if (abort.signal.aborted && isCancelled(err)) {
+      // Ctrl-C: what finished is in the state; the next run picks up from there.
+      report(new SwarmformError('interrupted: what was done is recorded', { hint: 'run the same command again to finish' }), argv.json);
+      process.exitCode = 130;
+      return;
+    }
+    report(err, argv.json, renderer?.summary());
+    process.exitCode = exitCodeOf(err);
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+/** Beyond this many failed hosts, failures are shown grouped by cause rather than one line each. */
+const MAX_FAILURE_LINES = 10;
+
+export function report(err: unknown, json: boolean, grouped?: string[]): void {
+  const e = err as SwarmformError & { failures?: PartialError['failures']; result?: UpResult };
+  if (json) {
+    process.stdout.write(
+      `${redact(JSON.stringify({ type: 'error', exitCode: exitCodeOf(err), message: e.message, hint: e.hint, failures: e.failures, result: e.result }))}\n`,
+    );
+  }
+  const lines = [`error: ${e.message ?? String(err)}`];
+  if (e instanceof PartialError) {
+    if (e.failures.length > MAX_FAILURE_LINES && grouped?.length) lines.push(...grouped.map((g) => `  ${g}`));
+    else for (const f of e.failures) lines.push(`  ${f.host}: ${f.step}: ${f.message}`);
+  }
+  if (e.hint) lines.push(`hint: ${e.hint}`);
+  if (!(err instanceof SwarmformError) && process.env.SWARMFORM_DEBUG) lines.push(String((err as Error).stack));
+  process.stderr.write(`${redact(lines.join('\n'))}\n`);
+}
+
+/** The inventory as the user would type it: relative below the working directory, else absolute. */
+export function inventoryLabel(file: string): string {
+  const rel = relative(process.cwd(), file);
+  return rel && !rel.startsWith('..') ? rel : file;
+}
+
+/** yargs' parsed arguments, typed as the command declares them. */
+export function typed<T>(a: unknown): T {
+  return a as T;
+}
+
+/** The words after `--`, joined as ssh joins them. */
+export function commandAfterDashes(a: unknown): string | undefined {
+  const argv = a as Record<string, unknown>;
+  const rest = [...((argv._ as (string | number)[]).slice(1) ?? []), ...((argv['--'] as string[] | undefined) ?? [])].map(String);
+  return rest.length ? rest.join(' ') : undefined;
+}
+
