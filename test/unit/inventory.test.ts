@@ -296,7 +296,9 @@ describe('groups to hosts', () => {
     const inv = load(
       lines(
         'cluster: lab',
-        'swarm: { advertise: 10.0.0.0/8, joinConcurrency: 50, install: bundle, firewall: false, drainManagers: true, daemon: { debug: true } }',
+        'swarm: { advertise: 10.0.0.0/8, joinConcurrency: 50, install: bundle, firewall: false, drainManagers: true, daemon: { debug: true },',
+        '  autolock: true, profile: large, raft: { snapshotInterval: 5000, keepOldSnapshots: 2, electionTick: 20 },',
+        '  dispatcher: { heartbeatPeriod: 20 }, certExpiryHours: 720, taskHistoryLimit: 2 }',
         'groups:',
         '  managers: { role: manager, count: 1 }',
       ),
@@ -308,6 +310,12 @@ describe('groups to hosts', () => {
       firewall: false,
       drainManagers: true,
       daemon: { debug: true },
+      autolock: true,
+      profile: 'large',
+      raft: { snapshotInterval: 5000, keepOldSnapshots: 2, electionTick: 20 },
+      dispatcher: { heartbeatPeriod: 20 },
+      certExpiryHours: 720,
+      taskHistoryLimit: 2,
     });
     assert.deepEqual(load(lines('cluster: lab', 'swarm: { advertise: public }', 'groups:', '  m: { role: manager, count: 1 }')).swarm.advertise, {
       kind: 'public',
