@@ -2,7 +2,7 @@
  * Typed events: the core never prints. Renderers (listr2 rows, an aggregate line, JSON lines) subscribe to a bus.
  * Messages never carry secrets: join tokens and keys stay in the state files.
  */
-export type Phase = 'plan' | 'provision' | 'bootstrap' | 'swarm' | 'images' | 'workloads' | 'status' | 'teardown' | 'exec';
+export type Phase = 'plan' | 'provision' | 'bootstrap' | 'swarm' | 'images' | 'workloads' | 'status' | 'teardown' | 'exec' | 'raft' | 'service' | 'stack' | 'node';
 
 export type StepStatus = 'start' | 'ok' | 'skip' | 'fail' | 'retry';
 
