@@ -1,4 +1,6 @@
 /** /etc/docker/daemon.json: written only when its content changes, so a re-run does not restart the engine. */
+import type { SwarmSettings } from '../inventory/types.js';
+import { effectiveSettings, tickDaemonKeys } from '../raft/settings.js';
 import type { Remote } from '../remote/remote.js';
 
 export const DAEMON_JSON = '/etc/docker/daemon.json';
@@ -29,4 +31,9 @@ function normalise(text: string): string {
   } catch {
     return text.trim();
   }
+}
+
+/** daemon.json for a cluster's swarm settings: the Raft ticks in force (profile and inventory), then `swarm.daemon`. */
+export function daemonConfigFor(swarm: SwarmSettings): Record<string, unknown> {
+  return daemonConfig({ ...tickDaemonKeys(effectiveSettings(swarm)), ...swarm.daemon });
 }

@@ -69,3 +69,30 @@ async function writeIfChanged(remote: Remote, path: string, content: string, mod
   await remote.putContent(content, path, mode);
   return true;
 }
+
+/** The init system that runs a machine's engine: the provider's word, else detected on the host (one facts round trip). */
+export async function engineInitOf(remote: Remote, declared: EngineInit | 'detect'): Promise<EngineInit> {
+  if (declared !== 'detect') return declared;
+  const { gatherFacts } = await import('./facts.js');
+  return (await gatherFacts(remote)).init;
+}
+
+/** Stops the engine through its init system (the supervisor on hosts without one) and waits until its API is gone. */
+export async function stopEngine(remote: Remote, init: EngineInit, timeoutMs = 60_000): Promise<void> {
+  await remote.check(engineCommand(init, 'stop'), 'stop engine');
+  await pollUntil(
+    async () => {
+      try {
+        await Promise.race([remote.engine().ping(), new Promise((_, reject) => setTimeout(() => reject(new Error('no answer')), 5000).unref())]);
+        return undefined;
+      } catch {
+        return true;
+      }
+    },
+    {
+      timeoutMs,
+      intervalMs: 250,
+      onTimeout: () => new HostStepError(remote.name, 'stop engine', `the engine still answers ${timeoutMs / 1000} s after \`${engineCommand(init, 'stop')}\``),
+    },
+  );
+}

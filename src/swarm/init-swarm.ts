@@ -19,7 +19,7 @@ export interface SwarmHandle {
 export async function initSwarm(
   managers: Member[],
   states: Map<string, LocalSwarm>,
-  opts: { events: EventBus; knownClusterId?: string; force: boolean },
+  opts: { events: EventBus; knownClusterId?: string; force: boolean; spec?: Record<string, unknown> },
 ): Promise<SwarmHandle> {
   const active = managers.filter((m) => states.get(m.machine.name)?.state === 'active' && states.get(m.machine.name)?.isManager);
   const clusters = new Map<string, Member[]>();
@@ -59,6 +59,8 @@ export async function initSwarm(
       AdvertiseAddr: `${lead.advertise}:2377`,
       // Keep the data path on the same private address so VXLAN never takes a public route.
       DataPathAddr: lead.advertise,
+      // Autolock, Raft, dispatcher, CA and task history settings from the inventory (src/raft/settings.ts).
+      ...(opts.spec ? { Spec: opts.spec } : {}),
     });
     created = true;
     const s = await localSwarm(lead.remote.engine());
