@@ -1,0 +1,188 @@
+/**
+ * Pieces every cloud provider shares: the swarm firewall rules a cloud firewall must express, batching, the wait for
+ * SSH to answer, the operator's public key, user data from a nunjucks template, and error text that never carries
+ * credentials.
+ */
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import { connect } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import nunjucks from 'nunjucks';
+import { UsageError } from '../../core/errors.js';
+import { isCidr } from '../../inventory/schema.js';
+import type { HostSpec, Inventory } from '../../inventory/types.js';
+import type { FirewallRule } from '../provider.js';
+
+/** Swarm ports a cluster-scoped cloud firewall opens, to the cluster's own members only. */
+export const CLOUD_SWARM_RULES: readonly { port: string; protocol: 'tcp' | 'udp' | 'esp'; why: string }[] = [
+  { port: '2377', protocol: 'tcp', why: 'cluster management (managers)' },
+  { port: '7946', protocol: 'tcp', why: 'node gossip' },
+  { port: '7946', protocol: 'udp', why: 'node gossip' },
+  { port: '4789', protocol: 'udp', why: 'overlay network traffic (VXLAN)' },
+  { port: '-', protocol: 'esp', why: 'encrypted overlay networks (IPsec ESP, IP protocol 50)' },
+];
+
+/** The cloud firewall's rules: swarm ports from the members (plus extra CIDRs) and SSH from the operator. */
+export function cloudRules(members: string, swarmFrom: string[], sshFrom: string[]): FirewallRule[] {
+  const out: FirewallRule[] = [];
+  for (const r of CLOUD_SWARM_RULES) {
+    out.push({ port: r.port, protocol: r.protocol, from: members, why: r.why });
+    for (const c of swarmFrom) out.push({ port: r.port, protocol: r.protocol, from: c, why: `${r.why} (providers setting swarmFrom)` });
+  }
+  for (const c of sshFrom) out.push({ port: '22', protocol: 'tcp', from: c, why: 'SSH from the operator' });
+  return out;
+}
+
+/** Formats firewall rules for `plan`. */
+export function ruleLines(prefix: string, rules: FirewallRule[]): string[] {
+  return rules.map((r) => `${prefix}   allow ${r.protocol === 'esp' ? 'esp (protocol 50)' : `${r.port}/${r.protocol}`} from ${r.from}: ${r.why}`);
+}
+
+/** A CIDR check for settings: any IPv4/IPv6 CIDR; `world` false rejects 0.0.0.0/0 and ::/0. */
+export function cidrProblem(v: string, world: boolean): string | undefined {
+  if (!isCidr(v)) return `"${v}" is not a CIDR like 203.0.113.7/32`;
+  if (!world && /\/0$/.test(v)) return `${v} opens the swarm ports to the whole internet; list the networks of the cluster's other hosts instead`;
+  return undefined;
+}
+
+/** Splits a list into chunks of at most `size`. */
+export function chunk<T>(items: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/** Hosts grouped by inventory group and options, in inventory order: one batch never mixes machine shapes. */
+export function shapeGroups(hosts: HostSpec[]): HostSpec[][] {
+  const by = new Map<string, HostSpec[]>();
+  for (const h of hosts) {
+    const key = `${h.group}\0${h.role}\0${JSON.stringify(h.options ?? {})}`;
+    const list = by.get(key);
+    if (list) list.push(h);
+    else by.set(key, [h]);
+  }
+  return [...by.values()];
+}
+
+/** A short stable digest (for idempotency tokens and names). */
+export function digest(...parts: string[]): string {
+  return createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 24);
+}
+
+/** Resolves once `host:port` answers with an SSH banner, or throws after `timeoutMs`. */
+export async function waitForSsh(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer';
+  for (let delay = 250; ; delay = Math.min(delay * 2, 5_000)) {
+    if (signal?.aborted) throw new Error('cancelled while waiting for SSH');
+    const r = await sshBanner(host, port, Math.min(10_000, Math.max(1_000, deadline - Date.now())));
+    if (r === true) return;
+    last = r;
+    if (Date.now() + delay > deadline) throw new Error(`SSH on ${host}:${port} did not answer within ${Math.round(timeoutMs / 1000)} s (${last})`);
+    await new Promise((res) => setTimeout(res, delay));
+  }
+}
+
+/** True when the peer sends an `SSH-` banner; otherwise the reason. */
+function sshBanner(host: string, port: number, timeoutMs: number): Promise<true | string> {
+  return new Promise((resolve) => {
+    const sock = connect({ host, port });
+    let buf = '';
+    const done = (v: true | string) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(() => done('timed out'), timeoutMs);
+    sock.setEncoding('latin1');
+    sock.on('data', (d: string) => {
+      buf += d;
+      if (buf.startsWith('SSH-')) done(true);
+      else if (buf.length >= 4) done(`not an SSH server (${JSON.stringify(buf.slice(0, 20))})`);
+    });
+    sock.on('error', (e: NodeJS.ErrnoException) => done(e.code ?? e.message));
+    sock.on('close', () => done('connection closed'));
+  });
+}
+
+/** The operator's public key for a host: `<ssh.key>.pub`, else ~/.ssh/id_ed25519.pub or id_rsa.pub. */
+export async function operatorPublicKey(inventory: Inventory, hosts: HostSpec[], setting: string): Promise<{ key: string; file: string }> {
+  const keyPath = hosts.find((h) => h.ssh.key)?.ssh.key;
+  const home = process.env.HOME ?? '/root';
+  const candidates = keyPath ? [`${keyPath}.pub`] : [path.join(home, '.ssh/id_ed25519.pub'), path.join(home, '.ssh/id_rsa.pub')];
+  for (const file of candidates) {
+    try {
+      const key = (await fs.readFile(file, 'utf8')).trim();
+      if (key) return { key, file };
+    } catch {
+      // try the next one
+    }
+  }
+  throw new UsageError(`${setting}: no public key to upload for cluster ${inventory.cluster}: none of ${candidates.join(', ')} exists`, {
+    hint: `set ssh.key in ${inventory.file} to a private key whose .pub sits next to it, or name an existing key`,
+  });
+}
+
+/** OpenSSH MD5 fingerprint (aa:bb:...) of a public key line, as DigitalOcean shows it. */
+export function md5Fingerprint(publicKey: string): string {
+  const blob = Buffer.from(publicKey.trim().split(/\s+/)[1] ?? '', 'base64');
+  return createHash('md5').update(blob).digest('hex').match(/../g)!.join(':');
+}
+
+const TEMPLATES = fileURLToPath(new URL('../../../templates/', import.meta.url));
+
+/** Renders cloud-init user data: a path relative to the inventory, or a name under templates/cloud-init. */
+export async function renderUserData(ref: string, inventory: Inventory, vars: Record<string, unknown>): Promise<string> {
+  const local = path.resolve(path.dirname(inventory.file), ref);
+  const shipped = path.join(TEMPLATES, 'cloud-init', ref.endsWith('.njk') ? ref : `${ref}.yml.njk`);
+  let source: string | undefined;
+  for (const file of [local, shipped]) {
+    try {
+      source = await fs.readFile(file, 'utf8');
+      break;
+    } catch {
+      // next
+    }
+  }
+  if (source === undefined) throw new UsageError(`userData: template ${ref} not found (looked at ${local} and ${shipped})`);
+  const env = new nunjucks.Environment(null, { autoescape: false, throwOnUndefined: true });
+  return env.renderString(source, { cluster: inventory.cluster, ...vars });
+}
+
+/** An error's text for reports: the provider's own code and message, nothing else (no request, no headers). */
+export function cleanError(e: unknown, what: string): Error {
+  if (e instanceof UsageError) return e;
+  const x = e as { name?: string; Code?: string; code?: string; message?: string; $metadata?: { attempts?: number } };
+  const code = x?.Code ?? (x?.name && x.name !== 'Error' ? x.name : undefined) ?? x?.code;
+  const attempts = x?.$metadata?.attempts && x.$metadata.attempts > 1 ? ` (after ${x.$metadata.attempts} attempts)` : '';
+  const err = new Error(`${what}: ${code ? `${code}: ` : ''}${x?.message ?? String(e)}${attempts}`);
+  (err as Error & { code?: string }).code = code;
+  return err;
+}
+
+/**
+ * Guard for test runs: with SWARMFORM_LOOPBACK_ONLY=1 a cloud client refuses any API endpoint that is not on
+ * loopback, so a test that forgot its stub fails instead of calling a real cloud.
+ */
+export function checkEndpoint(provider: string, endpoint: string | undefined): void {
+  if (process.env.SWARMFORM_LOOPBACK_ONLY !== '1') return;
+  const host = endpoint ? new URL(endpoint).hostname.replace(/^\[|\]$/g, '') : '';
+  if (!/^(127\.\d+\.\d+\.\d+|localhost|::1)$/.test(host)) {
+    throw new UsageError(`${provider}: SWARMFORM_LOOPBACK_ONLY is set and the API endpoint ${endpoint ?? '(the real cloud)'} is not on loopback`, {
+      hint: `set providers.${provider}.endpoint to the test's stub`,
+    });
+  }
+}
+
+/** Sleeps, unless aborted. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new Error('cancelled'));
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      reject(new Error('cancelled'));
+    }, { once: true });
+  });
+}

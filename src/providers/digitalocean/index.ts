@@ -1,0 +1,403 @@
+/**
+ * The `digitalocean` provider: droplets created up to 10 names per request, tagged with the cluster, a cloud
+ * firewall attached by tag with the swarm ports open to the cluster's own droplets only, the operator's SSH key
+ * uploaded when no fingerprint is given. Discovery and teardown go by tag, so they work without local state.
+ */
+import pLimit from 'p-limit';
+import type { Droplet, Firewall, FirewallInboundRule, FirewallOutboundRule, SshKey } from 'digitalocean-js';
+import { UsageError } from '../../core/errors.js';
+import type { HostSpec, Inventory } from '../../inventory/types.js';
+import type { BatchResult, Machine, Provider, ProviderArtifacts, ProviderContext, ProviderInfo } from '../provider.js';
+import { chunk, cloudRules, md5Fingerprint, operatorPublicKey, renderUserData, ruleLines, shapeGroups, sleep, waitForSsh } from '../cloud/common.js';
+import { type DoStats, doClient, doToken } from './client.js';
+import { type DoSettings, doOptionsSchema, doSettings, doSettingsSchema, doShape, doTags } from './settings.js';
+
+type Client = ReturnType<typeof doClient>;
+
+interface Env {
+  s: DoSettings;
+  c: Client;
+  keyFingerprint?: string;
+  firewallReady?: boolean;
+}
+
+type Failure = { host: HostSpec; error: Error; retry: boolean };
+
+/** Droplet-limit answers: later batches would fail the same way, so they are reported at once. */
+function isLimit(e: Error): boolean {
+  return /droplet limit|exceed your droplet/i.test(e.message);
+}
+
+/** The digitalocean provider. */
+export class DigitalOceanProvider implements Provider {
+  readonly name = 'digitalocean';
+  readonly schemas = { settings: doSettingsSchema, options: doOptionsSchema };
+  private envs = new WeakMap<ProviderContext, Env>();
+
+  info(): ProviderInfo {
+    return { name: 'digitalocean', batchSize: 10, concurrency: 2, userData: true, defaultInstall: 'packages', ownsMachines: true, needsRoot: false };
+  }
+
+  validate(hosts: HostSpec[], ctx: ProviderContext): void {
+    doSettings(ctx.inventory);
+    for (const h of hosts) {
+      if (!/^[A-Za-z0-9.-]{1,253}$/.test(h.name)) throw new UsageError(`${h.name} (group ${h.group}): droplet names may only use letters, digits, "." and "-"`);
+    }
+  }
+
+  async preflight(): Promise<void> {
+    doToken();
+  }
+
+  plan(hosts: HostSpec[], ctx: ProviderContext): string[] {
+    const s = doSettings(ctx.inventory);
+    const t = doTags(ctx.inventory.cluster);
+    const p = doCallPlan(hosts, s);
+    const out = [
+      `digitalocean: ${hosts.length} droplet(s) in ${s.region}${s.endpoint ? ` (endpoint ${s.endpoint})` : ''}: ${p.creates} create request(s) of up to ${s.batchSize} names, ${s.concurrency} in flight`,
+      ...p.groups.map((g) => `digitalocean:   ${g.group} (${g.role}): ${g.hosts} x ${g.size} from ${g.image}: ${g.batches} request(s)`),
+      `digitalocean: API calls for a fresh cluster: ${p.setup} setup (SSH key, firewall), ${p.creates} POST /droplets, ${p.pages}+ GET /droplets pages per poll (200 droplets a page): at least ${p.total}; ` +
+        `429s and RateLimit-Remaining are honoured (5,000 requests an hour, 250 a minute)`,
+      `digitalocean: cloud firewall swarmform-${ctx.inventory.cluster} attached by tag ${t.cluster}:`,
+      ...ruleLines('digitalocean:', cloudRules(`droplets tagged ${t.cluster}`, s.swarmFrom, s.sshFrom).filter((r) => r.protocol !== 'esp')),
+      'digitalocean:   outbound: everything (DigitalOcean firewalls drop outbound traffic that no rule allows)',
+      'digitalocean:   note: cloud firewalls cannot allow ESP (IP protocol 50): encrypted overlay networks (--opt encrypted) do not pass between droplets',
+      `digitalocean: SSH over ${s.sshVia} addresses; the swarm advertises ${ctx.inventory.swarm.advertise.kind === 'cidr' ? `addresses in ${(ctx.inventory.swarm.advertise as { cidr: string }).cidr}` : ctx.inventory.swarm.advertise.kind === 'public' ? 'public addresses' : 'VPC (private) addresses'}`,
+    ];
+    return out;
+  }
+
+  async artifacts(): Promise<ProviderArtifacts> {
+    return {};
+  }
+
+  private env(ctx: ProviderContext): Env {
+    let env = this.envs.get(ctx);
+    if (!env) {
+      const s = doSettings(ctx.inventory);
+      env = { s, c: doClient(s) };
+      this.envs.set(ctx, env);
+    }
+    return env;
+  }
+
+  /** Request counts of this process's client (tests and reports). */
+  stats(ctx: ProviderContext): DoStats {
+    return this.env(ctx).c.stats;
+  }
+
+  async network(ctx: ProviderContext): Promise<void> {
+    const env = this.env(ctx);
+    if (env.firewallReady && env.keyFingerprint) return;
+    const { s, c } = env;
+    const cluster = ctx.inventory.cluster;
+    const t = doTags(cluster);
+    // SSH key: the given fingerprint, else the operator's key (uploaded once, found again by fingerprint).
+    if (s.sshKey) env.keyFingerprint = s.sshKey;
+    else {
+      const { key } = await operatorPublicKey(ctx.inventory, doHosts(ctx.inventory), 'providers.digitalocean.sshKey');
+      const fp = md5Fingerprint(key);
+      const keys = await c.list<SshKey>('/account/keys', 'ssh_keys');
+      if (!keys.some((k) => k.fingerprint === fp)) await c.api.ssh.createNewKey({ name: `swarmform-${cluster}`, public_key: key });
+      env.keyFingerprint = fp;
+    }
+    // Firewall by tag: created, or its rules brought back to what they should be.
+    const want = firewallSpec(cluster, s);
+    const existing = (await c.list<Firewall>('/firewalls', 'firewalls')).find((f) => f.name === want.name);
+    if (!existing) await c.api.firewalls.createFirewall(want as Firewall);
+    else if (JSON.stringify(normalRules(existing)) !== JSON.stringify(normalRules(want as Firewall)) || !existing.tags?.includes(t.cluster)) {
+      await c.api.firewalls.updateFirewall({ ...(want as Firewall), id: existing.id });
+    }
+    env.firewallReady = true;
+  }
+
+  async create(hosts: HostSpec[], ctx: ProviderContext): Promise<BatchResult> {
+    const env = this.env(ctx);
+    await this.network(ctx);
+    const { s, c } = env;
+    const cluster = ctx.inventory.cluster;
+    const t = doTags(cluster);
+    const result: BatchResult = { done: [], failed: [] };
+    const present = new Set((await this.droplets(env, cluster)).map((d) => d.name));
+    let pending = hosts.filter((h) => !present.has(h.name));
+    const finalFailures: Failure[] = [];
+    let limitHit: Error | undefined;
+    for (let attempt = 1; attempt <= s.retries + 1 && pending.length > 0; attempt++) {
+      for (const h of pending) ctx.events.emit({ type: 'step', phase: 'provision', host: h.name, step: 'create droplet', status: attempt === 1 ? 'start' : 'retry', attempt });
+      const failures: Failure[] = [];
+      const created: { host: HostSpec; id: number }[] = [];
+      const limit = pLimit(s.concurrency);
+      const batches = shapeGroups(pending).flatMap((g) => chunk(g, s.batchSize));
+      await Promise.all(
+        batches.map((batch) =>
+          limit(async () => {
+            if (limitHit) {
+              for (const host of batch) failures.push({ host, error: limitHit, retry: false });
+              return;
+            }
+            const first = batch[0]!;
+            const shape = doShape(s, first);
+            const userData = shape.userData ? await renderUserData(shape.userData, ctx.inventory, { group: first.group, role: first.role, hosts: batch.map((h) => h.name) }) : undefined;
+            const before = c.stats.rateLimited;
+            try {
+              const droplets = await c.api.droplets.createMultipleDroplets({
+                names: batch.map((h) => h.name),
+                region: s.region,
+                size: shape.size,
+                image: shape.image,
+                ssh_keys: [env.keyFingerprint],
+                tags: [t.cluster, t.role(first.role), t.group(first.group), ...shape.tags],
+                ...(s.vpc ? { vpc_uuid: s.vpc } : {}),
+                ...(userData ? { user_data: userData } : {}),
+                monitoring: false,
+              } as never);
+              const byName = new Map(batch.map((h) => [h.name, h]));
+              for (const d of droplets ?? []) {
+                const host = byName.get(d.name);
+                if (host) created.push({ host, id: d.id });
+                byName.delete(d.name);
+              }
+              for (const host of byName.values()) failures.push({ host, error: new Error('the API did not return this droplet'), retry: true });
+            } catch (e) {
+              const error = e as Error;
+              if (isLimit(error)) {
+                limitHit = error;
+                ctx.events.warn(`digitalocean: ${error.message}; the remaining droplets are reported as failed`);
+              }
+              for (const host of batch) failures.push({ host, error, retry: !isLimit(error) });
+            }
+            const throttled = c.stats.rateLimited - before;
+            if (throttled > 0) ctx.events.warn(`digitalocean: create ${first.name}..${batch[batch.length - 1]!.name} met ${throttled} rate-limit answer(s) (429) while in flight; waited as the API asked`);
+          }),
+        ),
+      );
+      // A create that failed without an answer may still have made droplets: look before trying again (no duplicates).
+      if (failures.some((f) => f.retry)) {
+        const now = new Map((await this.droplets(env, cluster)).map((d) => [d.name, d]));
+        for (const f of failures.splice(0)) {
+          const d = now.get(f.host.name);
+          if (d && !created.some((x) => x.host === f.host)) created.push({ host: f.host, id: d.id });
+          else failures.push(f);
+        }
+      }
+      result.done.push(...(await this.settle(env, ctx, created, failures)));
+      pending = [];
+      for (const f of failures) {
+        if (f.retry && attempt <= s.retries) pending.push(f.host);
+        else finalFailures.push(f);
+      }
+    }
+    for (const f of finalFailures) {
+      result.failed.push({ name: f.host.name, error: f.error });
+      ctx.events.emit({ type: 'step', phase: 'provision', host: f.host.name, step: 'create droplet', status: 'fail', message: f.error.message });
+    }
+    return result;
+  }
+
+  /** Waits for droplets to be active with addresses, then for SSH; broken ones are deleted and retried. */
+  private async settle(env: Env, ctx: ProviderContext, created: { host: HostSpec; id: number }[], failures: Failure[]): Promise<Machine[]> {
+    const { s, c } = env;
+    const deadline = Date.now() + s.waitTimeout * 1000;
+    const waiting = new Map(created.map((x) => [x.id, x]));
+    const active = new Map<number, Droplet>();
+    const broken: { host: HostSpec; id: number; error: Error }[] = [];
+    for (let delay = 1000; waiting.size > 0; delay = Math.min(delay * 2, 10_000)) {
+      await sleep(Math.min(delay, 2000), ctx.signal);
+      const all = new Map((await this.droplets(env, ctx.inventory.cluster)).map((d) => [d.id, d]));
+      for (const [id, x] of waiting) {
+        const d = all.get(id);
+        if (!d) {
+          waiting.delete(id);
+          broken.push({ ...x, error: new Error(`droplet ${id} disappeared while starting`) });
+        } else if (d.status === 'active' && d.networks?.v4?.length) {
+          waiting.delete(id);
+          active.set(id, d);
+        } else if (d.status === 'errored' || d.status === 'archive') {
+          waiting.delete(id);
+          broken.push({ ...x, error: new Error(`droplet ${id} is ${d.status}`) });
+        }
+      }
+      if (waiting.size && Date.now() > deadline) {
+        for (const [id, x] of waiting) broken.push({ ...x, error: new Error(`droplet ${id} not active after ${s.waitTimeout} s`) });
+        break;
+      }
+    }
+    const machines: Machine[] = [];
+    const sshLimit = pLimit(64);
+    const hostOf = new Map(created.map((x) => [x.id, x]));
+    await Promise.all(
+      [...active.values()].map((d) =>
+        sshLimit(async () => {
+          const x = hostOf.get(d.id)!;
+          const m = toMachine(d, x.host, s, ctx.inventory);
+          try {
+            await waitForSsh(m.ssh.host, m.ssh.port, Math.max(1_000, deadline - Date.now()), ctx.signal);
+            machines.push(m);
+            ctx.events.emit({ type: 'step', phase: 'provision', host: m.name, step: 'create droplet', status: 'ok', message: `droplet ${d.id} at ${m.privateAddress}` });
+          } catch (e) {
+            broken.push({ ...x, error: e as Error });
+          }
+        }),
+      ),
+    );
+    for (const b of broken) {
+      await c.http.delete(`/droplets/${b.id}`).catch(() => undefined);
+      failures.push({ host: b.host, error: b.error, retry: true });
+    }
+    return machines;
+  }
+
+  private droplets(env: Env, cluster: string): Promise<Droplet[]> {
+    return env.c.list<Droplet>('/droplets', 'droplets', { tag_name: doTags(cluster).cluster });
+  }
+
+  async list(ctx: ProviderContext): Promise<Machine[]> {
+    const env = this.env(ctx);
+    const specs = new Map(ctx.inventory.hosts.map((h) => [h.name, h]));
+    return (await this.droplets(env, ctx.inventory.cluster)).map((d) => toMachine(d, specs.get(d.name), env.s, ctx.inventory));
+  }
+
+  async destroy(machines: Machine[], ctx: ProviderContext): Promise<BatchResult<string>> {
+    const env = this.env(ctx);
+    const result: BatchResult<string> = { done: [], failed: [] };
+    const t = doTags(ctx.inventory.cluster);
+    const all = await this.droplets(env, ctx.inventory.cluster);
+    const ids = new Set(machines.map((m) => Number(m.providerId)));
+    for (const m of machines) ctx.events.emit({ type: 'step', phase: 'teardown', host: m.name, step: 'delete droplet', status: 'start' });
+    const emit = (m: Machine, error?: Error) => {
+      if (error) result.failed.push({ name: m.name, error });
+      else result.done.push(m.name);
+      ctx.events.emit({ type: 'step', phase: 'teardown', host: m.name, step: 'delete droplet', status: error ? 'fail' : 'ok', message: error?.message ?? `droplet ${m.providerId}` });
+    };
+    if (all.length > 0 && all.every((d) => ids.has(d.id))) {
+      // The whole cluster: one request by tag instead of one per droplet.
+      try {
+        await env.c.api.droplets.deleteDropletsByTag(t.cluster);
+        for (const m of machines) emit(m);
+      } catch (e) {
+        for (const m of machines) emit(m, e as Error);
+      }
+      return result;
+    }
+    const limit = pLimit(env.s.concurrency * 2);
+    await Promise.all(
+      machines.map((m) =>
+        limit(async () => {
+          try {
+            await env.c.http.delete(`/droplets/${m.providerId}`);
+            emit(m);
+          } catch (e) {
+            if ((e as { status?: number }).status === 404) emit(m);
+            else emit(m, e as Error);
+          }
+        }),
+      ),
+    );
+    return result;
+  }
+
+  async teardown(ctx: ProviderContext, _opts: { force: boolean }): Promise<void> {
+    const env = this.env(ctx);
+    const { c, s } = env;
+    const cluster = ctx.inventory.cluster;
+    const t = doTags(cluster);
+    const left = await this.droplets(env, cluster);
+    const tags = new Set<string>([t.cluster, ...left.flatMap((d) => d.tags ?? []).filter((x) => x.startsWith(`${t.cluster}:`))]);
+    for (const h of doHosts(ctx.inventory)) {
+      tags.add(t.role(h.role));
+      tags.add(t.group(h.group));
+    }
+    if (left.length) await c.api.droplets.deleteDropletsByTag(t.cluster);
+    const deadline = Date.now() + s.waitTimeout * 1000;
+    for (let delay = 500; (await this.droplets(env, cluster)).length > 0; delay = Math.min(delay * 2, 5_000)) {
+      if (Date.now() > deadline) throw new Error(`droplets tagged ${t.cluster} still exist after ${s.waitTimeout} s; run down again`);
+      await sleep(delay, ctx.signal);
+    }
+    for (const f of (await c.list<Firewall>('/firewalls', 'firewalls')).filter((f) => f.name === `swarmform-${cluster}`)) {
+      await c.api.firewalls.deleteFirewall(f.id!);
+    }
+    if (!s.sshKey) {
+      for (const k of (await c.list<SshKey>('/account/keys', 'ssh_keys')).filter((k) => k.name === `swarmform-${cluster}`)) {
+        await c.api.ssh.deleteKey(String(k.id ?? k.fingerprint));
+      }
+    }
+    for (const tag of tags) {
+      await c.api.tags.deleteTag(tag).catch((e: { status?: number }) => {
+        if (e.status !== 404) throw e;
+      });
+    }
+  }
+}
+
+function doHosts(inv: Inventory): HostSpec[] {
+  return inv.hosts.filter((h) => h.provider === 'digitalocean');
+}
+
+/** The firewall swarmform wants for a cluster (the same rules as the AWS security group, minus ESP). */
+export function firewallSpec(cluster: string, s: DoSettings): Omit<Firewall, 'id'> {
+  const t = doTags(cluster);
+  const none = { addresses: [] as string[], droplet_ids: [] as number[], load_balancer_uids: [] as string[], tags: [] as string[] };
+  const members = { ...none, tags: [t.cluster], addresses: [...s.swarmFrom] };
+  const inbound: FirewallInboundRule[] = [
+    { protocol: 'tcp', ports: '2377', sources: members },
+    { protocol: 'tcp', ports: '7946', sources: members },
+    { protocol: 'udp', ports: '7946', sources: members },
+    { protocol: 'udp', ports: '4789', sources: members },
+    { protocol: 'tcp', ports: '22', sources: { ...none, addresses: [...s.sshFrom] } },
+  ];
+  const world = { ...none, addresses: ['0.0.0.0/0', '::/0'] };
+  const outbound: FirewallOutboundRule[] = [
+    { protocol: 'tcp', ports: 'all', destinations: world },
+    { protocol: 'udp', ports: 'all', destinations: world },
+    // ICMP has no ports; the API answers "0" for it.
+    { protocol: 'icmp', ports: '0', destinations: world },
+  ];
+  return { name: `swarmform-${cluster}`, inbound_rules: inbound, outbound_rules: outbound, droplet_ids: [], tags: [t.cluster] };
+}
+
+function normalRules(f: Pick<Firewall, 'inbound_rules' | 'outbound_rules'>) {
+  const src = (x?: Partial<FirewallInboundRule['sources']>) => ({ a: [...(x?.addresses ?? [])].sort(), t: [...(x?.tags ?? [])].sort() });
+  return {
+    in: (f.inbound_rules ?? []).map((r) => `${r.protocol}/${r.ports}:${JSON.stringify(src(r.sources))}`).sort(),
+    out: (f.outbound_rules ?? []).map((r) => `${r.protocol}/${r.ports === '0' ? 'all' : r.ports}:${JSON.stringify(src(r.destinations))}`).sort(),
+  };
+}
+
+function toMachine(d: Droplet, spec: HostSpec | undefined, s: DoSettings, inv: Inventory): Machine {
+  const v4 = d.networks?.v4 ?? [];
+  const pub = v4.find((n) => n.type === 'public')?.ip_address;
+  const priv = v4.find((n) => n.type === 'private')?.ip_address ?? pub ?? '';
+  const prefix = `swarmform:${inv.cluster}:`;
+  const role = (d.tags ?? []).find((x) => x.startsWith(`${prefix}role:`))?.slice(`${prefix}role:`.length);
+  const group = (d.tags ?? []).find((x) => x.startsWith(`${prefix}group:`))?.slice(`${prefix}group:`.length);
+  const base = spec ?? doHosts(inv)[0];
+  return {
+    name: d.name,
+    role: (role as Machine['role']) ?? spec?.role ?? 'worker',
+    group: spec?.group ?? group ?? '',
+    provider: 'digitalocean',
+    providerId: String(d.id),
+    privateAddress: priv,
+    publicAddress: pub,
+    ssh: { host: s.sshVia === 'public' && pub ? pub : priv, port: base?.ssh.port ?? 22, user: base?.ssh.user ?? 'root', keyPath: base?.ssh.key },
+    labels: { ...(spec?.labels ?? {}) },
+    init: 'detect',
+  };
+}
+
+/** Requests `create` makes for a fresh cluster; shared by `plan` and the tests. */
+export function doCallPlan(hosts: HostSpec[], s: DoSettings) {
+  const groups = shapeGroups(hosts).map((g) => {
+    const shape = doShape(s, g[0]!);
+    return { group: g[0]!.group, role: g[0]!.role, hosts: g.length, size: shape.size, image: shape.image, batches: Math.ceil(g.length / s.batchSize) };
+  });
+  const creates = groups.reduce((a, g) => a + g.batches, 0);
+  const pages = Math.max(1, Math.ceil(hosts.length / 200));
+  // GET keys, POST key, GET firewalls, POST firewall.
+  const setup = s.sshKey ? 2 : 4;
+  // Discovery before create, then at least one poll.
+  return { groups, creates, pages, setup, total: setup + creates + 2 * pages };
+}
+
+/** The digitalocean provider instance registered under `digitalocean`. */
+export const digitalOceanProvider: Provider = new DigitalOceanProvider();

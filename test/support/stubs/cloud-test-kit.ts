@@ -1,0 +1,78 @@
+/**
+ * Shared by the cloud provider tests: a loopback "SSH" that only sends a banner (what providers wait for before
+ * calling a machine up), fake credentials, an operator key pair, and a context built from inventory text through
+ * the real loader.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Context, openContext } from '../../../src/core/context.js';
+import { EventBus, type SwarmformEvent } from '../../../src/core/events.js';
+
+/** Fake credentials: recognisable, so tests can prove they never show up in any output. */
+export const FAKE = {
+  awsKeyId: 'AKIAFAKE0SWARMFORM01',
+  awsSecret: 'fake/Secret+Key0SwarmformTestOnly0000000',
+  doToken: 'dop_v1_fake0swarmform0test0token0000000000000000000000000000000000',
+};
+
+/** Environment for anything that builds a cloud client in a test: fake credentials, no metadata service, no proxy. */
+export function fakeCloudEnv(): Record<string, string> {
+  return {
+    AWS_ACCESS_KEY_ID: FAKE.awsKeyId,
+    AWS_SECRET_ACCESS_KEY: FAKE.awsSecret,
+    AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_CONFIG_FILE: '/dev/null',
+    AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
+    DIGITALOCEAN_ACCESS_TOKEN: FAKE.doToken,
+    // The providers refuse any API endpoint that is not a loopback stub.
+    SWARMFORM_LOOPBACK_ONLY: '1',
+    HTTP_PROXY: '',
+    HTTPS_PROXY: '',
+    http_proxy: '',
+    https_proxy: '',
+  };
+}
+
+/** Applies {@link fakeCloudEnv} to this process. */
+export function useFakeCloudEnv(): void {
+  Object.assign(process.env, fakeCloudEnv());
+  delete process.env.AWS_PROFILE;
+}
+
+/** A TCP server on 127.0.0.1 that greets like sshd and hangs up. */
+export async function sshBanner(): Promise<{ port: number; server: Server; close: () => Promise<void> }> {
+  const server = createServer((s) => s.end('SSH-2.0-OpenSSH_9.2 stub\r\n'));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  return { port, server, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+/** A directory with an operator key pair (`key`, `key.pub`), the way ssh-keygen leaves them. */
+export function operatorKey(): { dir: string; key: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'sf-cloud-key-'));
+  const key = join(dir, 'key');
+  writeFileSync(key, '-----BEGIN OPENSSH PRIVATE KEY-----\nnot a real key\n-----END OPENSSH PRIVATE KEY-----\n', { mode: 0o600 });
+  writeFileSync(`${key}.pub`, 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHN3YXJtZm9ybS10ZXN0LWtleS1ub3QtcmVhbC0wMDAwMA operator@test\n');
+  return { dir, key };
+}
+
+/** A context from inventory text (written next to the key), with every event it emits. */
+export async function cloudContext(text: string, dir: string): Promise<{ ctx: Context; seen: SwarmformEvent[]; file: string }> {
+  const file = join(dir, `inv-${Math.random().toString(16).slice(2, 8)}.yml`);
+  writeFileSync(file, text);
+  const events = new EventBus();
+  const seen: SwarmformEvent[] = [];
+  events.on((e) => seen.push(e));
+  const ctx = await openContext(file, events);
+  return { ctx, seen, file };
+}
+
+/** Log and step messages of events, one per line. */
+export function messages(seen: SwarmformEvent[]): string {
+  return seen
+    .map((e) => (e.type === 'log' ? `${e.level}: ${e.message}` : e.type === 'step' ? `${e.host} ${e.step} ${e.status} ${e.message ?? ''}` : ''))
+    .filter(Boolean)
+    .join('\n');
+}

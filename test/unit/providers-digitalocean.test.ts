@@ -1,0 +1,204 @@
+/**
+ * The digitalocean provider through digitalocean-js (and its axios instance) against a loopback stub of the API:
+ * 10 names per create at Swarm2k size, 429s and RateLimit headers, a droplet limit hit half way, re-runs without
+ * duplicates, the tag-attached firewall, teardown by tag, and the token never in an error.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { plan } from '../../src/core/plan.js';
+import { DigitalOceanProvider, doCallPlan } from '../../src/providers/digitalocean/index.js';
+import { doSettings } from '../../src/providers/digitalocean/settings.js';
+import { DoStub } from '../support/stubs/do-stub.js';
+import { cloudContext, FAKE, messages, operatorKey, sshBanner, useFakeCloudEnv } from '../support/stubs/cloud-test-kit.js';
+
+process.env.SWARMFORM_HOME = mkdtempSync(join(tmpdir(), 'swarmform-do-'));
+useFakeCloudEnv();
+
+let banner: Awaited<ReturnType<typeof sshBanner>>;
+const { dir, key } = operatorKey();
+
+before(async () => {
+  banner = await sshBanner();
+});
+after(async () => {
+  await banner.close();
+});
+
+function inventory(stub: DoStub, cluster: string, groups: string, extra = ''): string {
+  return `cluster: ${cluster}
+provider: digitalocean
+providers:
+  digitalocean:
+    region: fra1
+    endpoint: ${stub.url}
+    sshFrom: [203.0.113.7/32]
+    waitTimeout: 30
+${extra.includes('rateLimit:') ? extra : `${extra}\n    rateLimit: { baseDelayMs: 5 }`}
+ssh: { user: root, port: ${banner.port}, key: ${key} }
+groups:
+${groups}
+`;
+}
+
+async function provision(p: DigitalOceanProvider, ctx: Awaited<ReturnType<typeof cloudContext>>['ctx']) {
+  const pc = ctx.providerContext;
+  await p.network(pc);
+  const existing = new Set((await p.list(pc)).map((m) => m.name));
+  return p.create(ctx.providers[0]!.hosts.filter((h) => !existing.has(h.name)), pc);
+}
+
+test('2,384 droplets: 10 names per POST /droplets (240 requests), as plan predicts', { timeout: 240_000 }, async () => {
+  const stub = await new DoStub(FAKE.doToken).start();
+  try {
+    const { ctx } = await cloudContext(inventory(stub, 't-cloud', '  managers: { role: manager, name: "mgr-[1:3]" }\n  workers: { role: worker, name: "w-[1:2381]" }', '    concurrency: 4'), dir);
+    const hosts = ctx.providers[0]!.hosts;
+    assert.equal(hosts.length, 2384);
+    const predicted = doCallPlan(hosts, doSettings(ctx.inventory));
+    assert.equal(predicted.creates, 1 + 239);
+    const r = await provision(new DigitalOceanProvider(), ctx);
+    assert.deepEqual(r.failed, []);
+    assert.equal(r.done.length, 2384);
+    assert.equal(stub.count('POST /droplets'), 240);
+    assert.ok(stub.calls.filter((c) => c.route === 'POST /droplets').every((c) => ((c.body as { names: string[] }).names.length <= 10)));
+    assert.equal(new Set([...stub.droplets.values()].map((d) => d.name)).size, 2384);
+    // Lists page through 200 at a time.
+    const gets = stub.calls.filter((c) => c.route === 'GET /droplets');
+    assert.ok(gets.every((c) => c.query.per_page === '200' && c.query.tag_name === 'swarmform:t-cloud'));
+    assert.equal((await new DigitalOceanProvider().list(ctx.providerContext)).length, 2384);
+    assert.ok(stub.calls.every((c) => c.authorized), 'every request carried the token');
+    assert.match(plan(ctx).providers[0]!.lines.join('\n'), /240 create request\(s\) of up to 10 names/);
+  } finally {
+    await stub.stop();
+  }
+});
+
+test('firewall by tag: swarm ports from the cluster tag only, SSH from sshFrom, outbound open; key uploaded once', async () => {
+  const stub = await new DoStub(FAKE.doToken).start();
+  try {
+    const text = inventory(stub, 't-cloud', '  managers: { role: manager, count: 1 }');
+    await new DigitalOceanProvider().network((await cloudContext(text, dir)).ctx.providerContext);
+    await new DigitalOceanProvider().network((await cloudContext(text, dir)).ctx.providerContext);
+    const fws = [...stub.firewalls.values()] as { name: string; tags: string[]; inbound_rules: { protocol: string; ports: string; sources: { tags: string[]; addresses: string[] } }[] }[];
+    assert.equal(fws.length, 1);
+    assert.deepEqual(fws[0]!.tags, ['swarmform:t-cloud']);
+    const rules = fws[0]!.inbound_rules.map((r) => `${r.protocol}/${r.ports}<${[...r.sources.tags, ...r.sources.addresses].join(',')}`).sort();
+    assert.deepEqual(rules, ['tcp/22<203.0.113.7/32', 'tcp/2377<swarmform:t-cloud', 'tcp/7946<swarmform:t-cloud', 'udp/4789<swarmform:t-cloud', 'udp/7946<swarmform:t-cloud']);
+    assert.ok(!JSON.stringify(fws[0]!.inbound_rules).includes('0.0.0.0/0'), 'nothing inbound from the world');
+    assert.equal(stub.count('POST /firewalls'), 1);
+    assert.equal(stub.count('PUT /firewalls/{id}'), 0, 'unchanged rules are not rewritten');
+    assert.equal(stub.keys.size, 1);
+    assert.equal(stub.count('POST /account/keys'), 1);
+  } finally {
+    await stub.stop();
+  }
+});
+
+test('429: waits as the API asks and retries; RateLimit-Remaining near zero pauses requests', async () => {
+  const stub = await new DoStub(FAKE.doToken, { throttle: { 'POST /droplets': 3, 'GET /droplets': 2 }, limit: 5000 }).start();
+  try {
+    const { ctx, seen } = await cloudContext(inventory(stub, 't-cloud', '  managers: { role: manager, count: 3 }\n  workers: { role: worker, count: 12 }', '    concurrency: 1'), dir);
+    const p = new DigitalOceanProvider();
+    const r = await provision(p, ctx);
+    assert.deepEqual(r.failed, []);
+    assert.equal(r.done.length, 15);
+    assert.equal(stub.droplets.size, 15, 'no droplet created twice');
+    assert.equal(stub.count('POST /droplets'), 3 + 3);
+    assert.match(messages(seen), /rate-limit answer\(s\) \(429\)/);
+    // Nearly out of requests: the next request waits for the reset (the stub resets within a second).
+    stub.remaining = 3;
+    const t0 = Date.now();
+    await p.list(ctx.providerContext);
+    await p.list(ctx.providerContext);
+    assert.ok(Date.now() - t0 >= 200, `paused until RateLimit-Reset (${Date.now() - t0} ms)`);
+  } finally {
+    await stub.stop();
+  }
+});
+
+test('droplet limit half way: made droplets are kept, the rest reported with the API error; the next run completes', async () => {
+  const stub = await new DoStub(FAKE.doToken, { dropletLimit: 10 }).start();
+  try {
+    const text = inventory(stub, 't-cloud', '  managers: { role: manager, count: 3 }\n  workers: { role: worker, count: 14 }', '    concurrency: 1');
+    const r = await provision(new DigitalOceanProvider(), (await cloudContext(text, dir)).ctx);
+    assert.equal(r.done.length, 3, 'the manager batch (3) fits; the first worker batch (10) would pass 10');
+    assert.equal(r.failed.length, 14);
+    assert.match(r.failed[0]!.error.message, /DigitalOcean POST \/droplets: 422 forbidden: creating this\/these droplet\(s\) will exceed your droplet limit/);
+    assert.equal(stub.count('POST /droplets'), 2, 'later batches fail at once, without more requests');
+    stub.opts.dropletLimit = 100;
+    const r2 = await provision(new DigitalOceanProvider(), (await cloudContext(text, dir)).ctx);
+    assert.deepEqual(r2.failed, []);
+    assert.equal(r2.done.length, 14);
+    assert.equal(stub.droplets.size, 17);
+    assert.equal(new Set([...stub.droplets.values()].map((d) => d.name)).size, 17, 'no duplicates');
+    const r3 = await provision(new DigitalOceanProvider(), (await cloudContext(text, dir)).ctx);
+    assert.equal(r3.done.length + r3.failed.length, 0);
+  } finally {
+    await stub.stop();
+  }
+});
+
+test('teardown by tag leaves nothing: droplets, firewall, uploaded key and tags', async () => {
+  const stub = await new DoStub(FAKE.doToken).start();
+  try {
+    const text = inventory(stub, 't-cloud', '  managers: { role: manager, count: 1 }\n  workers: { role: worker, count: 4 }');
+    assert.equal((await provision(new DigitalOceanProvider(), (await cloudContext(text, dir)).ctx)).done.length, 5);
+    const other = await cloudContext(inventory(stub, 't-cloud2', '  managers: { role: manager, count: 1 }'), dir);
+    assert.equal((await provision(new DigitalOceanProvider(), other.ctx)).done.length, 1);
+    const { ctx } = await cloudContext(text, dir);
+    const p = new DigitalOceanProvider();
+    const found = await p.list(ctx.providerContext);
+    assert.equal(found.length, 5);
+    assert.ok(found.every((m) => m.privateAddress === '127.0.0.1'));
+    const d = await p.destroy(found, ctx.providerContext);
+    assert.equal(d.done.length, 5);
+    assert.equal(stub.count('DELETE /droplets'), 1, 'the whole cluster in one request by tag');
+    await p.teardown(ctx.providerContext, { force: false });
+    assert.deepEqual(stub.tagged('t-cloud'), []);
+    assert.equal(stub.tagged('t-cloud2').filter((x) => x.startsWith('droplet')).length, 1, "another cluster's droplet stays");
+    await p.teardown(ctx.providerContext, { force: true });
+  } finally {
+    await stub.stop();
+  }
+});
+
+test('errors carry status and message, never the token or request headers', async () => {
+  const stub = await new DoStub('another-token').start();
+  try {
+    const { ctx } = await cloudContext(inventory(stub, 't-cloud', '  managers: { role: manager, count: 1 }'), dir);
+    const err = await new DigitalOceanProvider().network(ctx.providerContext).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    assert.ok(err);
+    assert.match(err.message, /DigitalOcean GET \/account\/keys: 401 unauthorized: Unable to authenticate you/);
+    const everything = `${err.message}\n${err.stack}\n${JSON.stringify(err)}\n${JSON.stringify(Object.entries(err))}`;
+    assert.ok(!everything.includes(FAKE.doToken), 'token absent');
+    assert.ok(!/authorization/i.test(everything), 'headers absent');
+  } finally {
+    await stub.stop();
+  }
+});
+
+test('an existing key by fingerprint (nothing uploaded), a VPC and extra tags go into the create request', async () => {
+  const stub = await new DoStub(FAKE.doToken).start();
+  try {
+    const fp = '3b:16:bf:00:11:22:33:44:55:66:77:88:99:aa:bb:cc';
+    const { ctx } = await cloudContext(
+      inventory(stub, 't-cloud', '  managers: { role: manager, count: 1, options: { size: s-4vcpu-8gb, tags: [control] } }', `    sshKey: "${fp}"\n    vpc: 5a4981aa-9653-4bd1-bef5-d6bff52042e4\n    tags: [team-x]`),
+      dir,
+    );
+    const r = await provision(new DigitalOceanProvider(), ctx);
+    assert.equal(r.done.length, 1);
+    assert.equal(stub.count('POST /account/keys'), 0);
+    const body = stub.calls.find((c) => c.route === 'POST /droplets')!.body as Record<string, unknown>;
+    assert.deepEqual(body.ssh_keys, [fp]);
+    assert.equal(body.vpc_uuid, '5a4981aa-9653-4bd1-bef5-d6bff52042e4');
+    assert.equal(body.size, 's-4vcpu-8gb');
+    assert.deepEqual(body.tags, ['swarmform:t-cloud', 'swarmform:t-cloud:role:manager', 'swarmform:t-cloud:group:managers', 'team-x', 'control']);
+  } finally {
+    await stub.stop();
+  }
+});
