@@ -10,11 +10,12 @@
  * `python3-docker` installed), every node leaves once more and bench/ansible/swarm.yml forms the swarm with forks=50;
  * then `down`. Figures go to bench/out/.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { cli, deriveInventory, machinesOf, onHost, ROOT, testHome, type StateMachine } from '../test/support/lab.js';
+import { timedCli } from './timed-cli.js';
 
 const execFileP = promisify(execFile);
 const withAnsible = process.argv.includes('--ansible');
@@ -22,41 +23,6 @@ const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
 const workerCounts = sizes.length ? sizes : [3, 30];
 const outDir = join(ROOT, 'bench/out');
 mkdirSync(outDir, { recursive: true });
-
-interface Timed {
-  code: number;
-  wallS: number;
-  cpuS: number;
-  maxRssMb: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs bin/swarmform under /usr/bin/time for its CPU time and peak RSS. */
-function timedCli(args: string[], env: Record<string, string>): Promise<Timed> {
-  return new Promise((resolve) => {
-    const t0 = performance.now();
-    const child = spawn('/usr/bin/time', ['-f', 'BENCH %U %S %M', join(ROOT, 'bin/swarmform'), ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (code) => {
-      const m = /BENCH ([\d.]+) ([\d.]+) (\d+)/.exec(stderr);
-      resolve({
-        code: code ?? 255,
-        wallS: (performance.now() - t0) / 1000,
-        cpuS: m ? Number(m[1]) + Number(m[2]) : NaN,
-        maxRssMb: m ? Number(m[3]) / 1024 : NaN,
-        stdout,
-        stderr,
-      });
-    });
-  });
-}
 
 function resultOf(stdout: string): { phaseMs: Record<string, number>; changed: number } {
   const line = stdout.trim().split('\n').reverse().find((l) => l.includes('"type":"result"'));

@@ -9,6 +9,10 @@ export interface JoinOutcome {
   nodeId: string;
   /** Set when nothing was done (already a member). */
   skipped?: string;
+  /** Where the time went (ms): checks before the join, the engine's join call, waiting for the node to be active. */
+  timing?: { prepMs: number; joinMs: number; activeMs: number };
+  /** Set when the engine's join call timed out and the join finished in the background (an overload signal). */
+  timedOut?: boolean;
 }
 
 /** How long a join may keep going in the background after the engine's own 20 s wait gave up. */
@@ -26,6 +30,7 @@ export async function joinNode(
   opts: { clusterNodeIds: ReadonlySet<string>; force: boolean; step: string },
 ): Promise<JoinOutcome> {
   const engine = m.remote.engine();
+  const t0 = performance.now();
   const before = await localSwarm(engine);
   if (before.state !== 'inactive') {
     if (before.nodeId && opts.clusterNodeIds.has(before.nodeId)) return { nodeId: before.nodeId, skipped: 'already a member of this swarm' };
@@ -41,6 +46,8 @@ export async function joinNode(
     await engine.swarmLeave({ force: true });
   }
   await checkTcpReachable(m.remote, { name: via.machine.name, address: via.advertise }, 2377, 'swarm management', opts.step);
+  const t1 = performance.now();
+  let timedOut = false;
   try {
     await engine.swarmJoin({
       ListenAddr: '0.0.0.0:2377',
@@ -53,8 +60,12 @@ export async function joinNode(
     const msg = (err as { json?: { message?: string } }).json?.message ?? (err as Error).message;
     if (!/Timeout was reached/i.test(msg)) throw new HostStepError(m.machine.name, opts.step, `join via ${via.machine.name} failed: ${msg}`, { cause: err });
     // The engine gave up waiting but keeps trying: watch it instead of joining again (which would duplicate the node).
+    timedOut = true;
   }
-  return { nodeId: await waitActive(m, opts.step) };
+  const t2 = performance.now();
+  const nodeId = await waitActive(m, opts.step);
+  const t3 = performance.now();
+  return { nodeId, timedOut, timing: { prepMs: Math.round(t1 - t0), joinMs: Math.round(t2 - t1), activeMs: Math.round(t3 - t2) } };
 }
 
 async function waitActive(m: Member, step: string): Promise<string> {

@@ -8,6 +8,7 @@
  */
 import { UsageError } from '../../core/errors.js';
 import { gatewayOf, overlaps, parseIp, type Subnet } from './addresses.js';
+import { promises as fs } from 'node:fs';
 import { run } from './exec.js';
 
 interface IpAddrInfo {
@@ -142,4 +143,34 @@ function networkOf(address: string, prefix: number): Subnet | undefined {
   const size = 2 ** (32 - prefix);
   const network = ip - (ip % size);
   return { cidr: `${address}/${prefix}`, network, prefix, broadcast: network + size - 1 };
+}
+
+/**
+ * The kernel keeps ONE neighbour (ARP) table for all network namespaces, limited by the root namespace's
+ * net.ipv4.neigh.default.gc_thresh3 (1024 by default). Swarm nodes gossip with every other node, so a lab cluster of
+ * n hosts needs about n x n entries: past about 30 hosts the table overflows ("neighbor table overflow!" in the
+ * kernel log), ARP fails, and joins and SSH fail with "No route to host" or time out; 3+117 lost its Raft leader.
+ * Raises the limits (never lowers them) to room for four times n x n entries, which also leaves room for other
+ * clusters. Returns a message when it changed something.
+ */
+export async function ensureNeighbourCapacity(hosts: number): Promise<string | undefined> {
+  const want3 = Math.max(1024, 2 ** Math.ceil(Math.log2(Math.max(1, 4 * hosts * hosts))));
+  const changed: string[] = [];
+  for (const family of ['ipv4', 'ipv6']) {
+    const want: Record<string, number> = { gc_thresh1: want3 / 8, gc_thresh2: want3 / 2, gc_thresh3: want3 };
+    // Raise 3 before 2 before 1: the kernel wants thresh1 <= thresh2 <= thresh3.
+    for (const key of ['gc_thresh3', 'gc_thresh2', 'gc_thresh1']) {
+      const file = `/proc/sys/net/${family}/neigh/default/${key}`;
+      let have: number;
+      try {
+        have = Number((await fs.readFile(file, 'utf8')).trim());
+      } catch {
+        continue; // No IPv6 on this machine.
+      }
+      if (have >= want[key]!) continue;
+      await fs.writeFile(file, `${want[key]}\n`);
+      changed.push(`net.${family}.neigh.default.${key} ${have} -> ${want[key]}`);
+    }
+  }
+  return changed.length ? `raised the kernel's neighbour table limits for ${hosts} lab hosts: ${changed.join(', ')}` : undefined;
 }

@@ -32,6 +32,8 @@ export interface HostPlan {
   publicKeys: string[];
   /** Whiteout layers hiding the machine's engine (shared by the cluster's hosts). */
   maskLayers: MaskLayer[];
+  /** With `engine: preinstalled`: the shared read-only engine layer, mounted under the host's own /usr/local. */
+  engineLayer?: string;
 }
 
 /** Outcome of {@link ensureHost}. */
@@ -135,7 +137,14 @@ async function prepareFiles(plan: HostPlan, paths: HostPaths): Promise<MaskOverl
   await fs.writeFile(paths.authorizedKeys, `${plan.publicKeys.join('\n')}\n`, { mode: 0o600 });
   await fs.chmod(paths.authorizedKeys, 0o600);
   await fs.writeFile(paths.sshdConfig, renderSshdConfig(plan.address, paths), { mode: 0o600 });
-  return hostOverlays(plan.maskLayers, paths.fsDir);
+  const overlays = await hostOverlays(plan.maskLayers, paths.fsDir);
+  if (plan.engineLayer) {
+    // The host's /usr/local directory becomes the upper layer: whatever the host writes there stays its own.
+    const work = path.join(paths.fsDir, 'overlay', 'usr-local-work');
+    await fs.mkdir(work, { recursive: true, mode: 0o755 });
+    overlays.push({ target: '/usr/local', lowers: plan.engineLayer, upper: path.join(paths.fsDir, 'usr-local'), work });
+  }
+  return overlays;
 }
 
 /** True when the host's netns exists and its recorded sshd is alive in it and accepting connections. */

@@ -9,8 +9,8 @@ import type { HostSpec } from '../../inventory/types.js';
 import type { BatchResult, Machine, Provider, ProviderArtifacts, ProviderContext, ProviderInfo } from '../provider.js';
 import { allocateAddresses, capacity, firstAddresses, isHostAddress } from './addresses.js';
 import { baseImage, BASE_IMAGE_TAG } from './base-image.js';
-import { ensureBridge, ensureForwardRules } from './bridge.js';
-import { engineBundle, engineBundleZstd } from './bundle.js';
+import { ensureBridge, ensureForwardRules, ensureNeighbourCapacity } from './bridge.js';
+import { engineBundle, engineBundleZstd, engineLayer } from './bundle.js';
 import { prepareMaskLayers } from './engine-mask.js';
 import { checkLabRoot, ensureHost, hostNetnsExists, readMachine } from './host.js';
 import { ensureClusterKey, readPublicKey } from './keys.js';
@@ -77,6 +77,10 @@ export class LabProvider implements Provider {
     return [
       `lab: ${hosts.length} ${noun} on bridge ${bridge} ${subnet.cidr} (${range})`,
       `lab: each host: netns ${netnsName(ctx.inventory.cluster, '<host>')}, sshd on <address>:22, firewall drops all inbound but 22/tcp`,
+      ...(labSettings(ctx.inventory).engine === 'preinstalled' ? ['lab: engine preinstalled in every host from one shared read-only layer (/usr/local)'] : []),
+      ...(4 * hosts.length * hosts.length > 1024
+        ? [`lab: root namespace: kernel neighbour table (net.ipv4/ipv6.neigh.default.gc_thresh*) raised if below room for ${hosts.length} x ${hosts.length} entries x 4`]
+        : []),
       `lab: root namespace: FORWARD accepts ${bridge} to ${bridge} only (comment ${ruleComment(ctx.inventory.cluster)})`,
     ];
   }
@@ -103,6 +107,7 @@ export class LabProvider implements Provider {
     await this.network(ctx);
     const key = await ensureClusterKey(ctx.stateDir, cluster);
     const maskLayers = await prepareMaskLayers(maskDir(cluster));
+    const engine = settings.engine === 'preinstalled' ? await engineLayer(await engineBundle()) : undefined;
 
     // Addresses already recorded in machine.json files stay taken even if addresses.json was lost.
     const reserved: Record<string, string> = {};
@@ -111,6 +116,8 @@ export class LabProvider implements Provider {
       if (m) reserved[name] = m.privateAddress;
     }
     const addresses = await allocateAddresses(cluster, settings.subnet, hosts.map((h) => h.name), reserved);
+    const raised = await ensureNeighbourCapacity(new Set([...Object.keys(reserved), ...hosts.map((h) => h.name)]).size);
+    if (raised) ctx.events.info(`lab: ${raised}`);
 
     const result: BatchResult = { done: [], failed: [] };
     const limit = pLimit(CREATE_CONCURRENCY);
@@ -145,6 +152,7 @@ export class LabProvider implements Provider {
               keyPath,
               publicKeys,
               maskLayers,
+              engineLayer: engine,
             });
             result.done.push(machine);
             ctx.events.emit({

@@ -28,6 +28,13 @@ export const labSettingsSchema = z.strictObject({
     .string()
     .regex(/^[A-Za-z0-9_.-]{1,15}$/, 'must be a Linux interface name: 1-15 of A-Z, a-z, 0-9, "_", ".", "-"')
     .optional(),
+  /**
+   * `install` (default): hosts start without an engine and bootstrap uploads and extracts the bundle on each.
+   * `preinstalled`: hosts start with the engine's binaries in /usr/local from one read-only layer shared by every host
+   * (a machine image with Docker baked in); bootstrap finds them, writes the service and starts the engine. For large
+   * labs: one copy of the binaries in memory and on disk instead of one per host.
+   */
+  engine: z.enum(['install', 'preinstalled']).default('install'),
 });
 
 /** Schema of a lab group's `options`: the lab takes none yet. */
@@ -37,6 +44,7 @@ export const labOptionsSchema = z.strictObject({});
 export interface LabSettings {
   subnet: Subnet;
   bridge: string;
+  engine: 'install' | 'preinstalled';
 }
 
 /** Why a subnet string cannot be used, or undefined when it can. */
@@ -62,5 +70,6 @@ export function labSettings(inventory: Inventory): LabSettings {
   return {
     subnet: parseCidr(parsed.data.subnet)!,
     bridge: parsed.data.bridge ?? defaultBridgeName(inventory.cluster),
+    engine: parsed.data.engine,
   };
 }

@@ -81,7 +81,8 @@ export async function startSshd(opts: {
   const { paths } = opts;
   const ops = [
     ...opts.overlays.flatMap((o) => ['overlay', o.target, o.lowers, o.upper, o.work]),
-    ...HOST_MOUNTS.flatMap((m) => ['bind', path.join(paths.fsDir, m.dir), m.target]),
+    // A directory mounted as an overlay (the preinstalled engine's /usr/local) is not bind-mounted over again.
+    ...HOST_MOUNTS.filter((m) => !opts.overlays.some((o) => o.target === m.target)).flatMap((m) => ['bind', path.join(paths.fsDir, m.dir), m.target]),
   ];
   const log = await fs.open(paths.sshdLog, 'a', 0o640);
   let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
