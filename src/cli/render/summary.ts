@@ -18,9 +18,15 @@ export interface FailureGroup {
 /** Groups the `fail` step events by step and normalised message; largest groups first. O(N). */
 export function summary(events: Iterable<SwarmformEvent>): FailureGroup[] {
   const groups = new Map<string, { phase: Phase; step: string; normalised: string; first: string; same: boolean; hosts: Set<string> }>();
+  // A host counts once per phase, under its first failure: the step that failed (`install engine`) fails before the
+  // step wrapping it (`bootstrap`, whose message repeats the inner one), and both would otherwise be listed.
+  const counted = new Set<string>();
   for (const e of events) {
     if (e.type !== 'step' || e.status !== 'fail') continue;
-    const message = bareMessage(redact(e.message ?? 'failed'), e.host, e.step) || 'failed';
+    const once = `${e.phase}\u0000${e.host}`;
+    if (counted.has(once)) continue;
+    counted.add(once);
+    const message = oneLine(bareMessage(redact(e.message ?? 'failed'), e.host, e.step)) || 'failed';
     const normalised = normaliseCause(message, e.host);
     const key = `${e.step}\u0000${normalised}`;
     let g = groups.get(key);
@@ -39,6 +45,12 @@ export function summary(events: Iterable<SwarmformEvent>): FailureGroup[] {
       };
     })
     .sort((a, b) => b.hosts.length - a.hosts.length || a.cause.localeCompare(b.cause));
+}
+
+/** A multi-line message (a command's stderr tail) as one line: lines joined with ` | `, cut at 240 characters. */
+function oneLine(message: string): string {
+  const joined = message.split('\n').map((l) => l.trim()).filter(Boolean).join(' | ');
+  return joined.length > 240 ? `${joined.slice(0, 239)}…` : joined;
 }
 
 /** One line per group, hosts listed up to `maxHosts`: `3 hosts: ssh: connection refused (worker-1, worker-7, worker-9)`. */
@@ -68,6 +80,9 @@ export function normaliseCause(message: string, host?: string): string {
     .replace(/(?<![A-Za-z_<])\d+(?:\.\d+)*/g, 'N');
 }
 
+/** One collator for every sort: `localeCompare` with options builds one per call (0.8 s for 4,700 names). */
+const collator = new Intl.Collator(undefined, { numeric: true });
+
 function naturalOrder(a: string, b: string): number {
-  return a.localeCompare(b, undefined, { numeric: true });
+  return collator.compare(a, b);
 }

@@ -1,0 +1,81 @@
+/**
+ * Lower bounds of `up`'s wall time under the sim model, for the benchmark: the critical path when every limit is
+ * used fully. Two bounds per phase:
+ * - `model`: only the simulated world's limits (the cloud API's batches, rate and concurrency; the package mirror;
+ *   each manager's signing capacity; the task start rate), with any number of hosts worked on at once;
+ * - `windows`: the same, plus the tool's own fixed fan-out windows (SSH connects 64, bootstrap 32, state probes 64,
+ *   joins `swarm.joinConcurrency` spread over the managers), i.e. the best the current pacing could do.
+ * Means of the latency distributions are used, so a lucky run can beat a bound by a little.
+ */
+import { meanOf } from './model.js';
+import { provisionLowerBoundMs } from './index.js';
+import type { SimSettings } from './settings.js';
+
+export interface BoundInput {
+  managers: number;
+  workers: number;
+  /** `swarm.joinConcurrency` of the inventory. */
+  joinConcurrency: number;
+  /** Service replicas to start (sum over services). */
+  replicas: number;
+  /** The tool's windows (defaults: the values in src/core/up.ts and src/core/sessions.ts at the time of writing). */
+  windows?: { connect: number; bootstrap: number; probe: number };
+}
+
+export type PhaseBounds = Record<'provision' | 'bootstrap' | 'swarm' | 'workloads', number>;
+
+export interface Bounds {
+  model: PhaseBounds & { total: number };
+  windows: PhaseBounds & { total: number };
+  /** One fresh host's bootstrap path and one worker's join path (ms, scaled). */
+  perHost: { bootstrap: number; join: number };
+  /** Joins in flight that would keep every manager's signing busy: capacity x (join path / signing time). */
+  saturatingJoins: number;
+}
+
+/** Computes both bounds (ms of real time, i.e. already multiplied by the time scale). */
+export function lowerBounds(s: SimSettings, x: BoundInput): Bounds {
+  const k = s.timeScale;
+  const n = x.managers + x.workers;
+  const w = { connect: 64, bootstrap: 32, probe: 64, ...x.windows };
+  const rtt = meanOf(s.ssh.rtt);
+  const api = rtt + meanOf(s.engine.apiTime);
+  const install = meanOf(s.engine.installTime);
+  const sign = meanOf(s.swarm.signTime);
+  const write = meanOf(s.swarm.writeTime);
+  const connect = meanOf(s.ssh.connectTime);
+
+  // A fresh host: facts, install (+ `command -v dockerd`), daemon.json (cat, mkdir, write), firewall (list, apply,
+  // list), start (systemctl, then ping and version).
+  const bootRest = rtt + rtt + 4 * rtt + 3 * rtt + (rtt + meanOf(s.engine.startTime)) + 2 * api;
+  const bootPath = connect + bootRest + rtt + install;
+  // A worker join: state probe, docker info, port check, swarm join (signing), docker info, node inspect, node update.
+  const joinRest = api + rtt + api + api + api + (api + write);
+  const joinPath = joinRest + sign;
+  const managerJoin = api + rtt + api + sign + api + api;
+  const provision = provisionLowerBoundMs(s, n) / k;
+
+  const capacity = Math.max(1, x.managers) * s.swarm.signConcurrency;
+  const tail = api + api + x.managers * (api + write) + api; // all-Ready poll, node settings, status read
+  const swarmModel = api + (api + write * 10) + Math.max(0, x.managers - 1) * managerJoin + (x.workers * sign) / capacity + joinRest + tail;
+  // With J joins in flight, a join every joinPath / J, but never faster than the managers sign (capacity / sign).
+  const perJoin = Math.max(joinPath / Math.max(1, x.joinConcurrency), sign / capacity);
+  const swarmWindows = api * Math.ceil(n / w.probe) + (api + write * 10) + Math.max(0, x.managers - 1) * managerJoin + x.workers * perJoin + tail;
+
+  const bootstrapModel = connect + bootRest + rtt + Math.max(1, n / s.engine.mirrorConcurrency) * install;
+  const bootstrapWindows = Math.max(bootstrapModel, (n / w.connect) * connect + (n / w.bootstrap) * (bootRest + rtt + install));
+  const workloads = x.replicas > 0 ? write + (x.replicas / s.swarm.tasksPerSecond) * 1000 : 0;
+
+  const model = { provision, bootstrap: bootstrapModel, swarm: swarmModel, workloads };
+  const windows = { provision, bootstrap: bootstrapWindows, swarm: Math.max(swarmModel, swarmWindows), workloads };
+  const scaled = (p: PhaseBounds) => {
+    const out = { provision: p.provision * k, bootstrap: p.bootstrap * k, swarm: p.swarm * k, workloads: p.workloads * k };
+    return { ...out, total: out.provision + out.bootstrap + out.swarm + out.workloads };
+  };
+  return {
+    model: scaled(model),
+    windows: scaled(windows),
+    perHost: { bootstrap: bootPath * k, join: joinPath * k },
+    saturatingJoins: Math.ceil((capacity * joinPath) / sign),
+  };
+}
