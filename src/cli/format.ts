@@ -9,10 +9,25 @@ import { table } from './table.js';
 const MAX_NODE_ROWS = 50;
 
 export function formatStatus(s: ClusterStatus, opts: { all?: boolean } = {}): string {
-  const out: string[] = [`Cluster ${s.cluster} (swarm ${s.swarmId.slice(0, 12)}, read from ${s.manager})`, ''];
+  const r = s.raft;
+  const out: string[] = [
+    `Cluster ${s.cluster} (swarm ${s.swarmId.slice(0, 12)}, read from ${s.manager})`,
+    `Raft: ${r.reachable} of ${r.managers} managers reachable, quorum ${r.quorum}, leader ${r.leader ?? 'none'}, tolerates ${r.tolerates} more loss(es)` +
+      (r.reachable < r.managers ? ' (DEGRADED: see `swarmform raft status`)' : ''),
+    '',
+  ];
   const counts = new Map<string, number>();
   for (const n of s.nodes) counts.set(`${n.role} ${n.state}`, (counts.get(`${n.role} ${n.state}`) ?? 0) + 1);
-  const nodes = opts.all || s.nodes.length <= MAX_NODE_ROWS ? s.nodes : s.nodes.filter((n) => n.role === 'manager' || n.state !== 'Ready');
+  const large = !opts.all && s.nodes.length > MAX_NODE_ROWS;
+  // Large clusters: counts first, then the managers and at most MAX_NODE_ROWS workers that are not Ready.
+  const nodes = large
+    ? [...s.nodes.filter((n) => n.role === 'manager'), ...s.nodes.filter((n) => n.role !== 'manager' && n.state !== 'Ready').slice(0, MAX_NODE_ROWS)]
+    : s.nodes;
+  if (large) {
+    const availability = new Map<string, number>();
+    for (const n of s.nodes) availability.set(n.availability, (availability.get(n.availability) ?? 0) + 1);
+    out.push(`Nodes: ${s.nodes.length} (${[...counts].map(([k, v]) => `${v} ${k}`).join(', ')}; availability ${[...availability].map(([k, v]) => `${v} ${k}`).join(', ')})`, '');
+  }
   out.push(
     table(
       ['ID', 'HOSTNAME', 'STATUS', 'AVAILABILITY', 'MANAGER STATUS', 'ADDRESS', 'ENGINE VERSION'],
@@ -20,7 +35,11 @@ export function formatStatus(s: ClusterStatus, opts: { all?: boolean } = {}): st
     ),
   );
   if (nodes.length < s.nodes.length) {
-    out.push(`... ${s.nodes.length - nodes.length} more Ready workers not shown (--all lists them): ${[...counts].map(([k, v]) => `${v} ${k}`).join(', ')}`);
+    const ready = s.nodes.filter((n) => n.role !== 'manager' && n.state === 'Ready').length;
+    const otherHidden = s.nodes.length - nodes.length - ready;
+    out.push(
+      `... ${ready} Ready worker(s)${otherHidden > 0 ? ` and ${otherHidden} more not-Ready worker(s)` : ''} not shown (--all lists every node; --json has them all)`,
+    );
   }
   out.push('');
   out.push(
@@ -61,14 +80,31 @@ export function formatPlan(p: PlanResult): string {
   const out = [
     `Cluster ${p.cluster}: ${p.hosts.managers} manager(s), ${p.hosts.workers} worker(s)`,
     `Raft quorum: ${p.quorum.quorum} of ${p.quorum.managers}, tolerates ${p.quorum.tolerates} manager loss(es)`,
+    ...(p.quorum.zones.length ? [`  managers per zone: ${p.quorum.zones.map((z) => `${z.zone} ${z.managers}`).join(', ')}`] : []),
     ...p.quorum.warnings.map((w) => `  warning: ${w}`),
+    `Swarm settings (profile ${p.settings.profile}): ${settingsLine(p.settings)}`,
     ...p.providers.flatMap((x) => x.lines),
+    ...p.reachability.lines.map((l) => `Reachability: ${l}`),
     `Joins: up to ${p.joins.concurrency} workers at once, at most ${p.joins.perManager} per manager`,
   ];
   if (p.firewall.length) out.push('Firewall (on every host):', ...p.firewall.map((f) => `  allow ${f.port}/${f.protocol} from ${f.from}: ${f.why}`));
   else out.push('Firewall: not managed (swarm.firewall: false)');
   for (const s of p.services) out.push(`Service ${s.name}: ${s.image}, ${s.mode === 'global' ? 'global' : `${s.replicas} replicas`}`);
   return out.join('\n');
+}
+
+/** The settings `up` applies; keys left to SwarmKit's defaults are not listed. */
+function settingsLine(s: PlanResult['settings']): string {
+  const parts = [`autolock ${s.autolock ? 'on' : 'off'}`, `managers ${s.drainManagers ? 'drained' : 'take tasks'}`];
+  if (s.snapshotInterval !== undefined) parts.push(`snapshot every ${s.snapshotInterval} entries`);
+  if (s.keepOldSnapshots !== undefined) parts.push(`keep ${s.keepOldSnapshots} old snapshot(s)`);
+  if (s.logEntriesForSlowFollowers !== undefined) parts.push(`${s.logEntriesForSlowFollowers} log entries for slow followers`);
+  if (s.electionTick !== undefined) parts.push(`election tick ${s.electionTick}`);
+  if (s.heartbeatTick !== undefined) parts.push(`heartbeat tick ${s.heartbeatTick}`);
+  if (s.heartbeatPeriod !== undefined) parts.push(`dispatcher heartbeat ${s.heartbeatPeriod} s`);
+  if (s.certExpiryHours !== undefined) parts.push(`node certificates ${s.certExpiryHours} h`);
+  if (s.taskHistoryLimit !== undefined) parts.push(`task history ${s.taskHistoryLimit}`);
+  return parts.join(', ');
 }
 
 export function formatDown(r: DownResult): string {

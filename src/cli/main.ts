@@ -1,5 +1,5 @@
 /** The swarmform command line: thin yargs commands that build options and call one core function each. */
-import yargs, { type Argv } from 'yargs';
+import yargs, { type Argv, type CommandModule } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { down } from '../core/down.js';
 import { ExitCode, UsageError } from '../core/errors.js';
@@ -10,6 +10,7 @@ import { up, type UpPhase, type UpResult } from '../core/up.js';
 import { redact } from '../state/redact.js';
 import { commandAfterDashes, type Common, inventoryLabel, run, typed } from './command-kit.js';
 import { commands } from './commands/index.js';
+import { joinTokenCommand } from './commands/node.js';
 import { formatDown, formatPlan, formatStatus, formatUp } from './format.js';
 
 function upCommand(name: string, describe: string, until: UpPhase) {
@@ -35,6 +36,12 @@ function upCommand(name: string, describe: string, until: UpPhase) {
   };
 }
 
+/** A phase command that also has subcommands (`swarm join-token`); bare, it still runs the phase. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function withSubcommands(cmd: ReturnType<typeof upCommand>, subs: CommandModule<any, any>[]) {
+  return { ...cmd, builder: (y: Argv<Common>) => subs.reduce((acc, c) => acc.command(c), cmd.builder(y)) };
+}
+
 export async function main(args = hideBin(process.argv)): Promise<void> {
   await yargs(args)
     .scriptName('swarmform')
@@ -45,7 +52,7 @@ export async function main(args = hideBin(process.argv)): Promise<void> {
     .command(upCommand('up', 'provision, bootstrap, form the swarm and deploy the workloads (idempotent)', 'workloads'))
     .command(upCommand('provision', 'create the machines the inventory describes (phase 1 of up)', 'provision'))
     .command(upCommand('bootstrap', 'install, configure and start the engine, open swarm ports (up to phase 2)', 'bootstrap'))
-    .command(upCommand('swarm', 'form the swarm: managers one at a time, workers in parallel (up to phase 3)', 'swarm'))
+    .command(withSubcommands(upCommand('swarm', 'form the swarm: managers one at a time, workers in parallel (up to phase 3); `swarm join-token` prints tokens', 'swarm'), [joinTokenCommand]))
     .command(upCommand('deploy', 'create or update the inventory services (the whole of up)', 'workloads'))
     .command({
       command: 'plan',

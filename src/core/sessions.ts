@@ -1,12 +1,23 @@
 /** One SSH connection per host for the whole run, opened in parallel with backoff while hosts boot. */
 import type { EventBus, Phase } from './events.js';
 import type { Machine } from '../providers/provider.js';
-import { connectSsh, type HostKeyStore, HostKeyMismatchError, type SshRemote } from '../remote/ssh-remote.js';
+import type { Remote } from '../remote/remote.js';
+import { connectSsh, type HostKeyStore, HostKeyMismatchError } from '../remote/ssh-remote.js';
 import { fanout } from '../run/fanout.js';
 import { retry } from '../run/retry.js';
 
+/** An open connection as Sessions keeps it: a Remote that knows when it has closed. */
+export type Session = Remote & { readonly isClosed: boolean };
+
+/**
+ * The transport seam: machines of a provider named here are reached through its connect function instead of SSH
+ * (the `sim` provider registers its in-process simulated transport). Same contract as connectSsh: one attempt,
+ * throws on failure, Sessions retries.
+ */
+export const transports = new Map<string, (m: Machine) => Promise<Session>>();
+
 export class Sessions {
-  private readonly open = new Map<string, SshRemote>();
+  private readonly open = new Map<string, Session>();
 
   constructor(
     private readonly hostKeys: HostKeyStore & { flush(): Promise<void> },
@@ -14,7 +25,7 @@ export class Sessions {
   ) {}
 
   /** The connection of a host opened earlier in this run. */
-  get(name: string): SshRemote | undefined {
+  get(name: string): Session | undefined {
     const r = this.open.get(name);
     return r && !r.isClosed ? r : undefined;
   }
@@ -27,8 +38,9 @@ export class Sessions {
         const have = this.get(m.name);
         if (have) return have;
         const deadline = Date.now() + opts.timeoutS * 1000;
+        const via = transports.get(m.provider);
         const remote = await retry(
-          () => connectSsh({ name: m.name, host: m.ssh.host, port: m.ssh.port, user: m.ssh.user, keyPath: m.ssh.keyPath }, this.hostKeys, { readyTimeoutMs: 15_000 }),
+          () => via ? via(m) : connectSsh({ name: m.name, host: m.ssh.host, port: m.ssh.port, user: m.ssh.user, keyPath: m.ssh.keyPath }, this.hostKeys, { readyTimeoutMs: 15_000 }),
           {
             retries: 1000,
             minMs: 200,

@@ -5,7 +5,7 @@
  */
 import { collapseToCidrs } from '../bootstrap/cidrs.js';
 import { type BootstrapPlan, bootstrapHost } from '../bootstrap/bootstrap-host.js';
-import { daemonConfig } from '../bootstrap/daemon-config.js';
+import { daemonConfigFor } from '../bootstrap/daemon-config.js';
 import type { HostFacts } from '../bootstrap/facts.js';
 import { bundleRef } from '../bootstrap/install-engine.js';
 import type { ImageSpec } from '../inventory/types.js';
@@ -22,7 +22,9 @@ import { type ClusterStatus, readStatus } from '../swarm/status.js';
 import type { Context } from './context.js';
 import { PartialError } from './errors.js';
 import type { Phase } from './events.js';
+import { afterSwarm, beforeSwarm, initSpec, rolesForUp } from './raft.js';
 import { Sessions } from './sessions.js';
+import { applyInventoryStacks, planInventoryStacks } from './stack.js';
 
 export type UpPhase = 'provision' | 'bootstrap' | 'swarm' | 'workloads';
 
@@ -70,6 +72,8 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
     }
   };
 
+  // Compose stacks are loaded and validated in full before anything is touched.
+  const stacks = last >= ORDER.indexOf('workloads') ? planInventoryStacks(ctx) : [];
   for (const { provider } of ctx.providers) await provider.preflight(ctx.providerContext);
   const release = await state.lock();
   const sessions = new Sessions(await state.knownHosts(), events);
@@ -119,7 +123,7 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
         plans.set(provider.name, {
           install,
           bundle: install === 'bundle' && gzip ? await bundleRef(gzip, zstd) : undefined,
-          daemon: daemonConfig(inventory.swarm.daemon),
+          daemon: daemonConfigFor(inventory.swarm),
           firewall: inventory.swarm.firewall,
           memberCidrs,
         });
@@ -158,23 +162,31 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
     throwIfCancelled(ctx.signal);
 
     // swarm: init or find, managers one at a time, workers in parallel spread over managers.
+    // Roles in force: the inventory's, with moves made by `raft replace`/`recover` (provider records may be older).
+    const roles = await rolesForUp(ctx);
     const members: Member[] = ready.map((m) => ({
-      machine: m,
+      machine: { ...m, role: roles.get(m.name) ?? m.role },
       remote: sessions.get(m.name)!,
       advertise: advertiseAddress(m, inventory.swarm.advertise, facts.get(m.name)?.addresses),
     }));
     const formed = await timed('swarm', members.length, async () => {
       const saved = await state.read();
+      // Managers the inventory now wants are promoted first (one at a time, confirmed); locked managers unlocked.
+      const before = await beforeSwarm(ctx, members);
       const f = await formSwarm(members, {
         events,
         joinConcurrency: inventory.swarm.joinConcurrency,
-        drainManagers: inventory.swarm.drainManagers,
+        drainManagers: inventory.swarm.drainManagers || inventory.swarm.profile === 'large',
+        spec: initSpec(ctx),
         force: Boolean(opts.force),
         knownClusterId: saved.swarm?.clusterId,
         signal: ctx.signal,
       });
       for (const x of f.failed) fail(x.host, 'swarm', x.error);
-      result.changes.swarm = f.changed;
+      // Then managers it no longer wants are demoted (the leader last), and the swarm settings applied.
+      const after = await afterSwarm(ctx, members, f.swarm.lead);
+      f.swarm.lead = after.lead;
+      result.changes.swarm = f.changed + before.promoted.length + after.reconcile.promoted.length + after.reconcile.demoted.length + (after.settings.length ? 1 : 0);
       await state.writeSecrets({ ...(await state.readSecrets()), workerToken: f.swarm.tokens.worker, managerToken: f.swarm.tokens.manager });
       await state.update((st) => ({ ...st, swarm: { clusterId: f.swarm.clusterId, createdAt: saved.swarm?.createdAt ?? new Date().toISOString() } }));
       return f;
@@ -183,7 +195,7 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
     throwIfCancelled(ctx.signal);
 
     // workloads: services through the leader's Engine API; wait for every task to run.
-    if (inventory.services.length > 0) await timed('workloads', inventory.services.length, async () => {
+    if (inventory.services.length + stacks.length > 0) await timed('workloads', inventory.services.length + stacks.length, async () => {
       if (ctx.providers.some((p) => p.provider.name === 'lab')) {
         for (const s of inventory.services) {
           if (s.ports.some((p) => p.mode === 'ingress')) {
@@ -194,6 +206,8 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
       const applied = await applyServices(formed.swarm.lead, inventory.services, inventory.cluster, events);
       result.changes.workloads = applied.created.length + applied.updated.length;
       await waitServicesConverged(formed.swarm.lead, inventory.services.map((s) => s.name), events);
+      // Then the inventory's compose stacks (validated before anything was touched), each waited for.
+      result.changes.workloads += await applyInventoryStacks(formed.swarm.lead, stacks, events);
     });
     return await finish(formed.swarm.lead);
 

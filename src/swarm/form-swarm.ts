@@ -6,6 +6,8 @@ import { HostStepError, SwarmformError } from '../core/errors.js';
 import type { EventBus } from '../core/events.js';
 import { pollUntil } from '../run/poll.js';
 import { fanout } from '../run/fanout.js';
+import { CancelledError } from '../run/cancelled.js';
+import { JoinPacer, type Lease, type PacerStats } from './join-pacer.js';
 import { initSwarm, type SwarmHandle } from './init-swarm.js';
 import { joinNode } from './join-node.js';
 import type { Member } from './members.js';
@@ -16,6 +18,8 @@ export interface FormOptions {
   events: EventBus;
   joinConcurrency: number;
   drainManagers: boolean;
+  /** Swarm spec for `swarm init` (autolock, Raft, dispatcher, CA, task history); see src/raft/settings.ts. */
+  spec?: Record<string, unknown>;
   force: boolean;
   knownClusterId?: string;
   signal?: AbortSignal;
@@ -47,7 +51,7 @@ export async function formSwarm(members: Member[], opts: FormOptions): Promise<F
   const failed: { host: string; error: Error }[] = probed.failed.map((f) => ({ host: f.item.machine.name, error: f.error }));
   const live = (ms: Member[]) => ms.filter((m) => states.has(m.machine.name));
 
-  const swarm = await initSwarm(live(managers), states, { events: opts.events, knownClusterId: opts.knownClusterId, force: opts.force });
+  const swarm = await initSwarm(live(managers), states, { events: opts.events, knownClusterId: opts.knownClusterId, force: opts.force, spec: opts.spec });
   let changed = swarm.created ? 1 : 0;
   const lead = swarm.lead.remote.engine();
   const nodeList = (await lead.listNodes()) as { ID: string }[];
@@ -76,27 +80,11 @@ export async function formSwarm(members: Member[], opts: FormOptions): Promise<F
     }
   }
 
-  // Workers in parallel; each is sent to one manager in turn so no single manager signs every certificate.
-  const perManager = Math.max(1, Math.ceil(opts.joinConcurrency / joinedManagers.length));
-  const assigned = new Map<Member, Member>();
-  live(workers).forEach((w, i) => assigned.set(w, joinedManagers[i % joinedManagers.length]!));
-  const joined = await fanout(
-    live(workers),
-    async (w) => {
-      const via = assigned.get(w)!;
-      const r = await joinNode(w, via, swarm.tokens.worker, { clusterNodeIds, force: opts.force, step: 'join worker' });
-      nodeIds.set(w.machine.name, r.nodeId);
-      if (r.skipped) return { skipped: true as const, message: r.skipped };
-      changed++;
-      const labelled = await settleJoinedNode(via, w, r.nodeId, opts.drainManagers);
-      return `joined via ${via.machine.name}${labelled ? ', labels set' : ''}`;
-    },
-    {
-      phase: 'swarm', step: 'join worker', key: (w) => w.machine.name, concurrency: opts.joinConcurrency, events: opts.events,
-      keyLimit: { key: (w) => assigned.get(w)!.machine.name, limit: perManager }, signal: opts.signal,
-    },
-  );
-  for (const f of joined.failed) failed.push({ host: f.item.machine.name, error: f.error });
+  // Workers in parallel, paced: each join goes through the manager with the most room in its adaptive window.
+  const joined = await joinWorkers(live(workers), joinedManagers, swarm.tokens.worker, clusterNodeIds, opts);
+  changed += joined.changed;
+  for (const [name, id] of joined.nodeIds) nodeIds.set(name, id);
+  failed.push(...joined.failed);
 
   await waitAllReady(swarm.lead, nodeIds, members, opts.readyTimeoutS ?? 180, opts.events);
   const settings = await applyNodeSettings(swarm.lead, members, nodeIds, { drainManagers: opts.drainManagers, events: opts.events, signal: opts.signal });
@@ -140,4 +128,108 @@ async function waitAllReady(lead: Member, nodeIds: Map<string, string>, members:
     },
   );
   events.info(`all ${want.size} nodes Ready`);
+}
+
+/**
+ * Joins the workers through the managers, paced by a {@link JoinPacer}: at most `joinConcurrency` in flight, at most
+ * ceil(joinConcurrency / managers) per manager, each manager's window adapting to how fast its joins finish. Every
+ * worker emits start (when its slot is granted, so a timeline shows real join time) and ok/skip/fail.
+ */
+/** Attempts per worker join; retries only after a transient failure (see TRANSIENT_JOIN_ERROR). */
+const JOIN_ATTEMPTS = 3;
+/** Failures that say nothing about the worker itself: a dropped connection, or managers too busy to answer in time. */
+const TRANSIENT_JOIN_ERROR = /socket hang up|ECONNRESET|EPIPE|context deadline exceeded|DeadlineExceeded|does not have a leader/i;
+
+async function joinWorkers(
+  workers: Member[],
+  managers: Member[],
+  token: string,
+  clusterNodeIds: ReadonlySet<string>,
+  opts: FormOptions,
+): Promise<{ nodeIds: Map<string, string>; failed: { host: string; error: Error }[]; changed: number; stats?: PacerStats }> {
+  const nodeIds = new Map<string, string>();
+  const failed: { host: string; error: Error }[] = [];
+  let changed = 0;
+  if (workers.length === 0) return { nodeIds, failed, changed };
+  const byName = new Map(managers.map((m) => [m.machine.name, m]));
+  const pacer = new JoinPacer({ managers: managers.map((m) => m.machine.name), maxInFlight: opts.joinConcurrency });
+  // One abort listener for the whole pacer (closing it rejects every waiting join), not one per waiting worker.
+  const onAbort = () => pacer.close(new CancelledError('cancelled', { cause: opts.signal?.reason }));
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const step = 'join worker';
+  const known = new Set(clusterNodeIds);
+  await Promise.all(
+    workers.map(async (w) => {
+      const host = w.machine.name;
+      let lease: Lease;
+      try {
+        lease = await pacer.acquire();
+      } catch (err) {
+        failed.push({ host, error: err as Error });
+        opts.events.emit({ type: 'step', phase: 'swarm', host, step, status: 'fail', message: (err as Error).message, ms: 0 });
+        return;
+      }
+      const t0 = Date.now();
+      opts.events.emit({ type: 'step', phase: 'swarm', host, step, status: 'start' });
+      try {
+        // A transport or overload failure (connection reset, Raft deadline) is retried with a new slot, possibly
+        // through another manager; joinNode looks at the node first, so a join that went through is not repeated.
+        let r: Awaited<ReturnType<typeof joinNode>>;
+        let via: Member;
+        for (let attempt = 1; ; attempt++) {
+          via = byName.get(lease.manager)!;
+          const ta = Date.now();
+          try {
+            r = await joinNode(w, via, token, { clusterNodeIds: known, force: opts.force, step });
+            break;
+          } catch (err) {
+            const message = (err as Error).message;
+            lease.done({ kind: 'error', ms: Date.now() - ta, message });
+            if (attempt >= JOIN_ATTEMPTS || !TRANSIENT_JOIN_ERROR.test(message) || opts.signal?.aborted) throw err;
+            opts.events.emit({ type: 'step', phase: 'swarm', host, step, status: 'retry', attempt: attempt + 1, message });
+            // Our own failed join can leave the engine in the swarm's error state: leave it so the retry starts clean.
+            const state = await localSwarm(w.remote.engine()).catch(() => undefined);
+            if (state?.state === 'error') await w.remote.engine().swarmLeave({ force: true }).catch(() => undefined);
+            // A join that went through despite the error: the managers know the node, so the retry sees a member.
+            if (state?.nodeId && state.state !== 'error' && (await via.remote.engine().getNode(state.nodeId).inspect().then(() => true, () => false))) {
+              known.add(state.nodeId);
+            }
+            lease = await pacer.acquire();
+          }
+        }
+        nodeIds.set(host, r.nodeId);
+        if (r.skipped) {
+          lease.done({ kind: 'skip' });
+          opts.events.emit({ type: 'step', phase: 'swarm', host, step, status: 'skip', message: r.skipped, ms: Date.now() - t0 });
+          return;
+        }
+        changed++;
+        const t = r.timing!;
+        // The manager's share of the join: the engine's join call and the wait until the node is active. The slot is
+        // given back before the labels: a label is one small Raft write, not a certificate to sign.
+        lease.done(r.timedOut ? { kind: 'error', ms: t.joinMs + t.activeMs, message: 'Timeout was reached before node joined' } : { kind: 'ok', ms: t.joinMs + t.activeMs });
+        const ts = Date.now();
+        const labelled = await settleJoinedNode(via, w, r.nodeId, opts.drainManagers);
+        const secs = (ms: number) => (ms / 1000).toFixed(1);
+        opts.events.emit({
+          type: 'step', phase: 'swarm', host, step, status: 'ok', ms: Date.now() - t0,
+          message: `joined via ${via.machine.name}${labelled ? ', labels set' : ''} (checks ${secs(t.prepMs)} s, join ${secs(t.joinMs)} s` +
+            `${r.timedOut ? ' (timed out, finished in the background)' : ''}, active ${secs(t.activeMs)} s, labels ${secs(Date.now() - ts)} s)`,
+        });
+      } catch (err) {
+        lease.done({ kind: 'error', ms: Date.now() - t0, message: (err as Error).message });
+        failed.push({ host, error: err as Error });
+        opts.events.emit({ type: 'step', phase: 'swarm', host, step, status: 'fail', message: (err as Error).message, ms: Date.now() - t0 });
+      }
+    }),
+  );
+  opts.signal?.removeEventListener('abort', onAbort);
+  // Clears a pending wake-up timer (a cool-down) so nothing of the pacer outlives the joins.
+  pacer.close(new Error('worker joins finished'));
+  const stats = pacer.stats();
+  opts.events.info(
+    `worker joins paced: peak ${stats.peakInFlight} in flight, ${stats.slowDowns} slow-downs, ${stats.overloads} overload signals; windows ` +
+      Object.entries(stats.managers).map(([k, v]) => `${k} ${v.window}`).join(', '),
+  );
+  return { nodeIds, failed, changed, stats };
 }

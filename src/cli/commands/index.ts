@@ -3,6 +3,12 @@
  * network, swarm, env, raft). Each exports a yargs CommandModule built on command-kit's `run`.
  */
 import type { CommandModule } from 'yargs';
+import { envCommand } from './env.js';
+import { networkCommand } from './network.js';
+import { nodeCommand } from './node.js';
+import { raftCommand } from './raft.js';
+import { serviceCommand } from './service.js';
+import { stackCommand } from './stack.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [];
+export const commands: CommandModule<any, any>[] = [serviceCommand, nodeCommand, networkCommand, envCommand, raftCommand, stackCommand];
