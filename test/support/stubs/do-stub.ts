@@ -40,6 +40,12 @@ export interface DoCall {
   query: Record<string, string>;
   body?: unknown;
   authorized: boolean;
+  /** When the request arrived (ms since the epoch). */
+  at: number;
+  /** RateLimit-Remaining sent with its answer. */
+  remainingAfter: number;
+  /** RateLimit-Reset (epoch seconds) sent with its answer. */
+  resetSent?: number;
 }
 
 export class DoStub {
@@ -94,10 +100,13 @@ export class DoStub {
     const query = Object.fromEntries(u.searchParams);
     const body = raw ? JSON.parse(raw) : undefined;
     const authorized = req.headers.authorization === `Bearer ${this.token}`;
-    this.calls.push({ method: req.method ?? '', path, route, query, body, authorized });
+    const call: DoCall = { method: req.method ?? '', path, route, query, body, authorized, at: Date.now(), remainingAfter: Infinity };
+    this.calls.push(call);
     const reset = Math.floor(Date.now() / 1000) + 1;
     const send = (status: number, data?: unknown, extra: Record<string, string> = {}) => {
       this.remaining = Math.max(0, this.remaining - 1);
+      call.remainingAfter = this.remaining;
+      call.resetSent = reset;
       res.writeHead(status, {
         'content-type': 'application/json',
         'ratelimit-limit': String(this.opts.limit ?? 5000),
