@@ -9,7 +9,7 @@ import { SwarmformError } from '../core/errors.js';
 import type { EventBus, Phase } from '../core/events.js';
 import { sleep } from '../run/retry.js';
 import { LABEL_NAMESPACE, SPEC_HASH_LABEL, type FileObjectPlan, type StackPlan } from './compose/convert.js';
-import type { ServiceRow } from './service-ops.js';
+import { humanDuration, type ServiceRow } from './service-ops.js';
 
 /** Label on secrets and configs: an HMAC of the content keyed by the swarm's ID (readable only where the secret is). */
 export const CONTENT_HASH_LABEL = 'swarmform.content-hash';
@@ -328,21 +328,7 @@ const cap = (s: string) => (s ? s[0]!.toUpperCase() + s.slice(1) : s);
 
 /** As the docker CLI's HumanDuration: "Less than a second ago", "5 seconds ago", "About a minute ago", ... */
 export function ago(ms: number): string {
-  if (!Number.isFinite(ms)) return '';
-  const s = Math.floor(ms / 1000);
-  let text: string;
-  if (s < 1) text = 'Less than a second';
-  else if (s === 1) text = '1 second';
-  else if (s < 60) text = `${s} seconds`;
-  else if (s < 120) text = 'About a minute';
-  else if (s < 3600) text = `${Math.round(s / 60)} minutes`;
-  else if (s < 7200) text = 'About an hour';
-  else if (s < 48 * 3600) text = `${Math.round(s / 3600)} hours`;
-  else if (s < 14 * 86400) text = `${Math.round(s / 86400)} days`;
-  else if (s < 60 * 86400) text = `${Math.round(s / 86400 / 7)} weeks`;
-  else if (s < 730 * 86400) text = `${Math.round(s / 86400 / 30)} months`;
-  else text = `${Math.round(s / 86400 / 365)} years`;
-  return `${text} ago`;
+  return Number.isFinite(ms) ? `${humanDuration(ms)} ago` : '';
 }
 
 export interface RemoveResult {

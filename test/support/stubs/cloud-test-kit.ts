@@ -3,6 +3,7 @@
  * calling a machine up), fake credentials, an operator key pair, and a context built from inventory text through
  * the real loader.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -49,12 +50,11 @@ export async function sshBanner(): Promise<{ port: number; server: Server; close
   return { port, server, close: () => new Promise((r) => server.close(() => r())) };
 }
 
-/** A directory with an operator key pair (`key`, `key.pub`), the way ssh-keygen leaves them. */
+/** A directory with an operator key pair (`key`, `key.pub`) made by ssh-keygen at run time, so none is committed. */
 export function operatorKey(): { dir: string; key: string } {
   const dir = mkdtempSync(join(tmpdir(), 'sf-cloud-key-'));
   const key = join(dir, 'key');
-  writeFileSync(key, '-----BEGIN OPENSSH PRIVATE KEY-----\nnot a real key\n-----END OPENSSH PRIVATE KEY-----\n', { mode: 0o600 });
-  writeFileSync(`${key}.pub`, 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHN3YXJtZm9ybS10ZXN0LWtleS1ub3QtcmVhbC0wMDAwMA operator@test\n');
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'operator@test', '-f', key]);
   return { dir, key };
 }
 
