@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type Docker from 'dockerode';
 import { engineInitOf, startEngine, stopEngine } from '../bootstrap/engine-service.js';
+import { promoteMessage, promoteWorker } from '../raft/promote.js';
 import { gatherFacts } from '../bootstrap/facts.js';
 import type { Role } from '../inventory/types.js';
 import type { Machine } from '../providers/provider.js';
@@ -387,10 +388,11 @@ export async function raftReplace(ctx: Context, dead: string, opts: { with?: str
       let how: ReplaceResult['how'];
       if (candidateNode) {
         how = 'promoted';
-        await stepDo(ctx, candidate.name, 'promote manager', async () => {
-          await setRole(engine, candidateNode!.ID, 'manager');
-          await confirmGroup(engines, { managers: managerSet, host: candidate!.name, step: 'promote manager' }, 90_000, ctx.signal);
-        }, () => `promoted: ${managerSet.size} managers, all reachable`);
+        const via = probes.find((p) => p.isManager && p.member && p.machine.name !== dead)?.member;
+        if (!via) throw new SwarmformError('no manager answers over SSH to join the replacement through');
+        await stepDo(ctx, candidate.name, 'promote manager', () =>
+          promoteWorker({ candidate: candMember, node: candidateNode!, engine, via, members: others, engines, managers: managerSet, step: 'promote manager', signal: ctx.signal }),
+        (r) => promoteMessage(r, managerSet.size));
       } else {
         how = 'joined';
         await joinAsManager(ctx, candMember, probes, listed.nodes, engine, engines, managerSet);
@@ -571,10 +573,19 @@ export async function raftRecover(ctx: Context, opts: { dryRun?: boolean; from?:
         for (const w of workers.slice(0, wantCount - managerSet.size)) {
           const host = hostOf(w);
           managerSet.add(host);
+          const m = byName.get(host)!;
+          await sessions.connect([m], { phase: 'raft', timeoutS: PROBE_S, signal: ctx.signal });
+          const member = await memberOf(ctx, m, sessions);
           await stepDo(ctx, host, 'promote manager', async () => {
-            await setRole(engine, w.ID, 'manager');
-            await confirmGroup(engines, { managers: managerSet, host, step: 'promote manager' }, 90_000, ctx.signal);
-          }, () => `promoted: ${managerSet.size} managers`);
+            if (!member) {
+              await setRole(engine, w.ID, 'manager');
+              await confirmGroup(engines, { managers: managerSet, host, step: 'promote manager' }, 90_000, ctx.signal);
+              return { how: 'promoted' as const };
+            }
+            // Its join address is most likely one of the lost managers: promoteWorker joins it again through the survivor.
+            const members = raftMembers(await engineNodes(engine));
+            return promoteWorker({ candidate: member, node: w, engine, via: survivor, members, engines, managers: managerSet, step: 'promote manager', signal: ctx.signal });
+          }, (r) => promoteMessage(r, managerSet.size));
           moves[host] = 'manager';
         }
         for (const m of oldManagers.filter((x) => !managerSet.has(x.name))) moves[m.name] = 'worker';

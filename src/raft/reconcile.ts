@@ -10,7 +10,8 @@ import { HostStepError, SwarmformError } from '../core/errors.js';
 import type { EventBus } from '../core/events.js';
 import type { Member } from '../swarm/members.js';
 import { localSwarm } from '../swarm/node-state.js';
-import { confirmGroup, firstAnswering, hostOf, raftMembers, setRole, type SwarmNode, withTimeout } from './nodes.js';
+import { confirmGroup, firstAnswering, hostOf, listNodes, raftMembers, setRole, type SwarmNode, withTimeout } from './nodes.js';
+import { promoteMessage, promoteWorker } from './promote.js';
 import { quorumOf } from './quorum.js';
 
 export interface ReconcileOptions {
@@ -91,10 +92,16 @@ export async function reconcileManagers(members: Member[], wanted: Set<string>, 
   for (const n of promote) {
     const host = hostOf(n);
     await change(host, 'promote manager', async () => {
-      await setRole(first.engine, n.ID, 'manager');
       managers.add(host);
-      await confirmGroup(enginesOf(), { managers, host, step: 'promote manager' }, 90_000, opts.signal);
-      return `promoted: ${managers.size} managers, quorum ${quorumOf(managers.size)}`;
+      const candidate = byName.get(host);
+      if (!candidate) {
+        await setRole(first.engine, n.ID, 'manager');
+        await confirmGroup(enginesOf(), { managers, host, step: 'promote manager' }, 90_000, opts.signal);
+        return `promoted: ${managers.size} managers, quorum ${quorumOf(managers.size)}`;
+      }
+      const members = raftMembers(await listNodes(first.engine));
+      const r = await promoteWorker({ candidate, node: n, engine: first.engine, via: managerMembers[0]!, members, engines: enginesOf(), managers, step: 'promote manager', signal: opts.signal });
+      return `${promoteMessage(r, managers.size)}, quorum ${quorumOf(managers.size)}`;
     });
     result.promoted.push(host);
   }

@@ -11,6 +11,7 @@ import { formatPlan } from '../../src/cli/format.js';
 import { ARCHIVE_FORMAT, type BackupManifest, readArchive, sha256, writeArchive } from '../../src/raft/archive.js';
 import { hostOf, raftMembers, type SwarmNode } from '../../src/raft/nodes.js';
 import { bestSpread, marginNow, planQuorum, quorumOf, toleranceOf, zoneOf } from '../../src/raft/quorum.js';
+import { hostPart, joinsThroughLiveManager } from '../../src/raft/promote.js';
 import { planChanges } from '../../src/raft/reconcile.js';
 import { effectiveRoles, recordRoles } from '../../src/raft/roles.js';
 import { effectiveSettings, LARGE_PROFILE, mergeSpec, settingsInForce, specFor, tickDaemonKeys } from '../../src/raft/settings.js';
@@ -153,4 +154,22 @@ test('plan shows zones, zone warnings and the settings of profile large', async 
   const text = formatPlan(p);
   assert.match(text, /managers per zone: a 2, b 1/);
   assert.match(text, /profile large\): autolock off, managers drained, .*dispatcher heartbeat 20 s, task history 1/);
+});
+
+test('promotion: a worker whose join address is not a live manager must join again instead (moby#47854)', () => {
+  const members = [
+    { host: 'm-1', nodeId: 'a', leader: true, reachable: true, addr: '10.0.0.1:2377' },
+    { host: 'm-2', nodeId: 'b', leader: false, reachable: true, addr: '10.0.0.2:2377' },
+    { host: 'm-3', nodeId: 'c', leader: false, reachable: false, addr: '10.0.0.3:2377' },
+  ];
+  assert.equal(hostPart('10.0.0.2:2377'), '10.0.0.2');
+  assert.equal(hostPart('[fd00::1]:2377'), 'fd00::1');
+  assert.equal(hostPart('10.0.0.2'), '10.0.0.2');
+  assert.equal(joinsThroughLiveManager('10.0.0.1:2377', members), true);
+  assert.equal(joinsThroughLiveManager('10.0.0.2:2377', members), true);
+  // The unreachable manager, and an address that is no manager at all (demoted since): join again.
+  assert.equal(joinsThroughLiveManager('10.0.0.3:2377', members), false);
+  assert.equal(joinsThroughLiveManager('10.0.0.9:2377', members), false);
+  // Unknown (no docker-state.json): promote as docker does.
+  assert.equal(joinsThroughLiveManager(undefined, members), true);
 });
