@@ -4,6 +4,7 @@
  * CLI on the host (`docker system dial-stdio`); this needs neither.
  */
 import http from 'node:http';
+import { inspect } from 'node:util';
 import type { Duplex } from 'node:stream';
 import type { Client } from 'ssh2';
 
@@ -28,5 +29,10 @@ export function dockerSocketAgent(conn: Client, socketPath = DOCKER_SOCKET): htt
     });
     return undefined;
   };
+  // docker-modem formats every request's options for its debug log with util.inspect({ showHidden: true, depth: null })
+  // even when debugging is off. The options hold this agent, and through its sockets the SSH channels and the whole
+  // ssh2 client: formatting that graph on every call made the tool spend minutes of CPU in util.inspect during the
+  // node updates after a 117-worker join (measured with the inspector's profiler). A custom inspect cuts it to a name.
+  Object.defineProperty(agent, inspect.custom, { value: () => `DockerSocketAgent(${socketPath})`, enumerable: false });
   return agent;
 }
