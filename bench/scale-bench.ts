@@ -18,14 +18,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { cli, deriveInventory, machinesOf, onHost, ROOT, testHome, type StateMachine } from '../test/support/lab.js';
 import { readEvents, timelineSvg } from './timeline.js';
+import { benchArgs, countReady, joinFigures, leaveAll, refuseBusyMachine } from './join-figures.js';
 import { timedCli } from './timed-cli.js';
 
 const execFileP = promisify(execFile);
-const args = process.argv.slice(2);
-const opt = (name: string, dflt: string): string => {
-  const i = args.indexOf(name);
-  return i >= 0 && args[i + 1] ? args.splice(i, 2)[1]! : dflt;
-};
+const { args, opt } = benchArgs();
 const from = opt('--inventory', 'inventories/lab-150.yml');
 const rawWindow = Number(opt('--raw-window', '25'));
 const cluster = opt('--cluster', 'scale-bench');
@@ -129,26 +126,18 @@ async function memUsedMb(): Promise<number> {
   return Number(stdout.split('\n')[1]!.trim().split(/\s+/)[2]);
 }
 
-async function leaveAll(machines: StateMachine[]): Promise<void> {
-  await Promise.all(machines.map((m) => onHost(m, 'docker swarm leave --force >/dev/null 2>&1; true')));
-}
-
 async function must(p: Promise<{ code: number; stdout: string; stderr: string }>): Promise<string> {
   const r = await p;
   if (r.code !== 0) throw new Error(r.stderr);
   return r.stdout;
 }
 
-async function countReady(lead: StateMachine): Promise<number> {
-  const out = await onHost(lead, "docker node ls --format '{{.Status}}'");
-  return out.stdout.split('\n').filter((l) => l === 'Ready').length;
-}
 
 /**
  * The same joins issued directly with the docker CLI over ssh: init, managers one by one, then the workers with at
  * most `window` in flight spread over the managers (all at once under 40 workers); until all Ready.
  */
-async function rawJoins(machines: StateMachine[], window: number): Promise<{ s: number; failed: number }> {
+async function rawJoins(machines: StateMachine[], window: number, ingress: boolean): Promise<{ s: number; failed: number }> {
   const managers = machines.filter((m) => m.role === 'manager');
   const [lead, ...others] = managers;
   const workers = machines.filter((m) => m.role === 'worker');
@@ -157,6 +146,8 @@ async function rawJoins(machines: StateMachine[], window: number): Promise<{ s: 
   const wt = (await must(onHost(lead!, 'docker swarm join-token -q worker'))).trim();
   const mt = (await must(onHost(lead!, 'docker swarm join-token -q manager'))).trim();
   for (const m of others) await must(onHost(m, `docker swarm join --advertise-addr ${m.privateAddress} --token ${mt} ${lead!.privateAddress}:2377 >/dev/null`));
+  // The same swarm as the inventory's: without the ingress network when `swarm.ingress: false`.
+  if (!ingress) await must(onHost(lead!, 'echo y | docker network rm ingress >/dev/null'));
   const inFlight = workers.length < 40 ? workers.length : window;
   let next = 0;
   let failed = 0;
@@ -178,32 +169,7 @@ async function rawJoins(machines: StateMachine[], window: number): Promise<{ s: 
   return { s: (performance.now() - t0) / 1000, failed };
 }
 
-/** Join and swarm-phase figures from an events file: joins/s, in-flight peak, timeouts, failures. */
-function joinFigures(stdout: string): { swarmS: number; joinsPerS: number; joins: number; failed: number; timedOut: number; paced: string } {
-  const ev = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
-  const joins = ev.filter((e) => e.type === 'step' && e.phase === 'swarm' && e.step === 'join worker');
-  const ok = joins.filter((e) => e.status === 'ok');
-  const starts = joins.filter((e) => e.status === 'start').map((e) => e.ts as number);
-  const ends = ok.map((e) => e.ts as number);
-  const spanS = starts.length && ends.length ? (Math.max(...ends) - Math.min(...starts)) / 1000 : NaN;
-  const phase = ev.find((e) => e.type === 'phase' && e.phase === 'swarm' && e.status === 'end');
-  return {
-    swarmS: (phase?.ms as number) / 1000,
-    joins: ok.length,
-    joinsPerS: ok.length / spanS,
-    failed: joins.filter((e) => e.status === 'fail').length,
-    timedOut: ok.filter((e) => String(e.message ?? '').includes('timed out')).length,
-    paced: String(ev.find((e) => e.type === 'log' && String(e.message).startsWith('worker joins paced'))?.message ?? ''),
-  };
-}
-
-// Before anything: refuse to load the machine while other lab clusters run, unless told to share it.
-const { stdout: nsList } = await execFileP('ip', ['netns', 'list']);
-const others = nsList.split('\n').filter((l) => l.startsWith('sf-') && !l.startsWith(`sf-${cluster}-`));
-if (others.length > 0 && !shared) {
-  console.error(`${others.length} lab hosts of other clusters are up (e.g. ${others[0]!.split(' ')[0]}): figures would be skewed. Re-run with --shared to go on.`);
-  process.exit(2);
-}
+refuseBusyMachine(cluster, shared);
 
 const rows: Record<string, unknown>[] = [];
 for (const workers of workerCounts) {
@@ -236,7 +202,7 @@ for (const workers of workerCounts) {
     const status = await timedCli(['status', '-i', inventory], env);
 
     await leaveAll(machines);
-    const raw = await rawJoins(machines, rawWindow);
+    const raw = await rawJoins(machines, rawWindow, !/^\s*ingress:\s*false/m.test(readFileSync(inventory, 'utf8')));
     await leaveAll(machines);
     const swarmRun = await timedCli(['swarm', '--json', '--force', '-i', inventory], env);
     writeFileSync(join(outDir, `scale-3+${workers}-swarm.jsonl`), swarmRun.stdout);

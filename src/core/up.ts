@@ -108,7 +108,9 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
     const facts = new Map<string, HostFacts>();
     const ready = await timed('bootstrap', machines.length, async () => {
       const connectTimeout = Math.max(...inventory.hosts.map((h) => h.ssh.connectTimeout));
-      const conn = await sessions.connect(machines, { phase: 'bootstrap', timeoutS: connectTimeout, signal: ctx.signal });
+      // `swarm.bootstrapConcurrency` hosts at once (32 by default: SSH fan-out from a laptop); connects at least as many.
+      const bootstrapConcurrency = inventory.swarm.bootstrapConcurrency ?? 32; // ?? for inventories built in code
+      const conn = await sessions.connect(machines, { phase: 'bootstrap', timeoutS: connectTimeout, concurrency: Math.max(64, bootstrapConcurrency), signal: ctx.signal });
       for (const f of conn.failed) fail(f.item.name, 'ssh', f.error);
       const memberCidrs = inventory.swarm.advertise.kind === 'cidr'
         ? [inventory.swarm.advertise.cidr]
@@ -136,7 +138,7 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
           if (!out.unchanged) result.changes.bootstrap++;
           return out.unchanged ? { skipped: true as const, message: `engine ${out.engineVersion}, nothing to change` } : `engine ${out.engineVersion}`;
         },
-        { phase: 'bootstrap', step: 'bootstrap', key: (m) => m.name, concurrency: 32, events, signal: ctx.signal },
+        { phase: 'bootstrap', step: 'bootstrap', key: (m) => m.name, concurrency: bootstrapConcurrency, events, signal: ctx.signal },
       );
       for (const f of r.failed) fail(f.item.name, 'bootstrap', f.error);
       return succeeded(r);
@@ -176,6 +178,8 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
       const f = await formSwarm(members, {
         events,
         joinConcurrency: inventory.swarm.joinConcurrency,
+        joinPacing: inventory.swarm.joinPacing,
+        ingress: inventory.swarm.ingress,
         drainManagers: inventory.swarm.drainManagers || inventory.swarm.profile === 'large',
         spec: initSpec(ctx),
         force: Boolean(opts.force),

@@ -81,7 +81,7 @@ export function parseInventory(text: string, file: string, opts: LoadOptions): I
     registry: opts.providers,
     problems,
   });
-  const services = resolveServices(inv.workloads?.services, problems);
+  const services = resolveServices(inv.workloads?.services, problems, { ingress: inv.swarm.ingress });
   const stacks = resolveStacks(inv.workloads?.stacks, baseDir, problems);
   const images = resolveImages(inv.images, baseDir, problems);
   const bundle = resolveBundle(inv.swarm.bundle, baseDir, problems);

@@ -6,7 +6,7 @@ import type { ImageEntry, ServiceEntry, StackEntry } from './schema.js';
 import type { ImageSpec, ServiceSpec, StackSpec } from './types.js';
 
 /** Services with defaults applied; duplicate names, `replicas` on a global service and ingress port clashes are problems. */
-export function resolveServices(entries: ServiceEntry[] | undefined, problems: ProblemList): ServiceSpec[] {
+export function resolveServices(entries: ServiceEntry[] | undefined, problems: ProblemList, opts: { ingress?: boolean } = {}): ServiceSpec[] {
   const services: ServiceSpec[] = [];
   const names = new Map<string, number>();
   // Ingress ports are published on every node of the swarm, so two services cannot share one.
@@ -30,6 +30,10 @@ export function resolveServices(entries: ServiceEntry[] | undefined, problems: P
       if (p.published === 0) return;
       const id = `${p.published}/${p.protocol}`;
       if (p.mode === 'ingress') {
+        if (opts.ingress === false) {
+          problems.add([...path, 'ports', j], `port ${id} is published in ingress mode, but swarm.ingress is false (no ingress network): use mode: host`);
+          return;
+        }
         const owner = ingress.get(id);
         if (owner !== undefined) problems.add([...path, 'ports', j], `port ${id} is already published in ingress mode by service "${owner}"`);
         else ingress.set(id, s.name);

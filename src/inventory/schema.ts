@@ -97,10 +97,13 @@ const swarmSchema = z
     {
       advertise: advertiseSchema.default({ kind: 'private' }),
       joinConcurrency: intBetween(1, 1000, 'a whole number from 1 to 1000').default(12),
+      bootstrapConcurrency: intBetween(1, 1000, 'a whole number from 1 to 1000').default(32),
+      joinPacing: z.enum(['adaptive', 'fixed'], expecting('"adaptive" or "fixed"')).default('adaptive'),
       install: z.enum(['auto', 'packages', 'bundle'], expecting('"auto", "packages" or "bundle"')).default('auto'),
       bundle: nonEmpty('the path of an engine bundle (.tar.gz of bin/dockerd, bin/containerd, ...)').optional(),
       firewall: z.boolean(expecting('true or false')).default(true),
       drainManagers: z.boolean(expecting('true or false')).default(false),
+      ingress: z.boolean(expecting('true or false')).default(true),
       daemon: z.record(z.string(), z.unknown(), expecting('a mapping of daemon.json keys')).default(() => ({})),
       autolock: z.boolean(expecting('true or false')).default(false),
       profile: z.enum(['default', 'large'], expecting('"default" or "large"')).default('default'),

@@ -21,6 +21,10 @@ export interface SwarmSettings {
   advertise: AdvertiseChoice;
   /** Worker joins in flight at once across the cluster. */
   joinConcurrency: number;
+  /** Hosts bootstrapped (engine install, daemon.json, firewall, start) at once; SSH connects use at least as many. */
+  bootstrapConcurrency: number;
+  /** `adaptive`: per-manager windows that follow how fast joins finish, within joinConcurrency; `fixed`: joinConcurrency in flight. */
+  joinPacing: 'adaptive' | 'fixed';
   /** Engine install method; `auto` lets the provider decide (the lab uses a bundle). */
   install: InstallMethod | 'auto';
   /** Absolute path of an engine bundle (`.tar.gz` of `bin/dockerd`, ...) for `install: bundle` where the provider has none. */
@@ -29,6 +33,8 @@ export interface SwarmSettings {
   firewall: boolean;
   /** Set managers' availability to drain so tasks run on workers only. */
   drainManagers: boolean;
+  /** false: remove the swarm's `ingress` network before workers join (no routing mesh; host-mode ports only). */
+  ingress: boolean;
   /** Extra keys merged into /etc/docker/daemon.json. */
   daemon: Record<string, unknown>;
   /** Lock managers' Raft keys at rest; the unlock key is kept in the 0600 state only. */

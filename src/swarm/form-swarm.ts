@@ -9,14 +9,18 @@ import { fanout } from '../run/fanout.js';
 import { CancelledError } from '../run/cancelled.js';
 import { JoinPacer, type Lease, type PacerStats } from './join-pacer.js';
 import { initSwarm, type SwarmHandle } from './init-swarm.js';
-import { joinNode } from './join-node.js';
+import { joinNode, joinPrepared, prepareJoin } from './join-node.js';
 import type { Member } from './members.js';
 import { type LocalSwarm, localSwarm } from './node-state.js';
-import { applyNodeSettings, settleJoinedNode } from './node-settings.js';
+import { applyNodeSettings } from './node-settings.js';
 
 export interface FormOptions {
   events: EventBus;
   joinConcurrency: number;
+  /** `fixed`: joinConcurrency joins in flight, spread over the managers, with no adaptation (for comparison). */
+  joinPacing?: 'adaptive' | 'fixed';
+  /** false: remove the `ingress` network before workers join (see removeIngress). */
+  ingress?: boolean;
   drainManagers: boolean;
   /** Swarm spec for `swarm init` (autolock, Raft, dispatcher, CA, task history); see src/raft/settings.ts. */
   spec?: Record<string, unknown>;
@@ -38,6 +42,7 @@ export interface FormResult {
 
 /** Runs the whole swarm phase over members whose engines are up. */
 export async function formSwarm(members: Member[], opts: FormOptions): Promise<FormResult> {
+  const phaseStart = Date.now();
   const managers = members.filter((m) => m.machine.role === 'manager');
   const workers = members.filter((m) => m.machine.role === 'worker');
   if (managers.length === 0) throw new SwarmformError('the inventory has no manager that could be reached');
@@ -80,6 +85,7 @@ export async function formSwarm(members: Member[], opts: FormOptions): Promise<F
     }
   }
 
+  if (opts.ingress === false) await removeIngress(swarm.lead, opts.events);
   // Workers in parallel, paced: each join goes through the manager with the most room in its adaptive window.
   const joined = await joinWorkers(live(workers), joinedManagers, swarm.tokens.worker, clusterNodeIds, opts);
   changed += joined.changed;
@@ -87,10 +93,55 @@ export async function formSwarm(members: Member[], opts: FormOptions): Promise<F
   failed.push(...joined.failed);
 
   await waitAllReady(swarm.lead, nodeIds, members, opts.readyTimeoutS ?? 180, opts.events);
-  const settings = await applyNodeSettings(swarm.lead, members, nodeIds, { drainManagers: opts.drainManagers, events: opts.events, signal: opts.signal });
+  if (joined.changed > 0) await removePhantoms(swarm.lead, new Set(nodeIds.values()), phaseStart, opts.events);
+  const settings = await applyNodeSettings(swarm.lead, members, nodeIds, { drainManagers: opts.drainManagers, events: opts.events, signal: opts.signal, concurrency: Math.max(8, opts.joinConcurrency) });
   changed += settings.updated;
   failed.push(...settings.failed);
   return { swarm, nodeIds, failed, changed };
+}
+
+/**
+ * Removes the phantom nodes a loaded swarm leaves behind: when the engine gives up waiting on a join ("Timeout was
+ * reached") it asks for a certificate again, and the managers may sign both requests, so the first node ID stays in
+ * the list with no hostname and status unknown, never to connect (27 of them after 117 joins on the lab). Only nodes
+ * created during this phase, with no description, not Ready, not managers, and not any host's node are removed.
+ */
+async function removePhantoms(lead: Member, ours: Set<string>, since: number, events: EventBus): Promise<void> {
+  type N = { ID: string; CreatedAt?: string; Spec?: { Role?: string }; Description?: { Hostname?: string }; Status?: { State?: string }; ManagerStatus?: unknown };
+  const engine = lead.remote.engine();
+  const nodes = (await engine.listNodes()) as N[];
+  const phantoms = nodes.filter(
+    (n) => !ours.has(n.ID) && !n.Description?.Hostname && !n.ManagerStatus && n.Spec?.Role !== 'manager' && n.Status?.State !== 'ready' && Date.parse(n.CreatedAt ?? '') >= since - 60_000,
+  );
+  let removed = 0;
+  for (const n of phantoms) {
+    try {
+      await engine.getNode(n.ID).remove({ force: true });
+      removed++;
+    } catch {
+      // Gone already, or the managers are busy: a later `up` finds it again.
+    }
+  }
+  if (phantoms.length) events.info(`removed ${removed} of ${phantoms.length} phantom node(s) left by joins the engine gave up waiting for (no hostname, never connected)`);
+}
+
+/**
+ * `swarm.ingress: false`: removes the swarm's `ingress` overlay network before the workers join, as
+ * `docker network rm ingress` does. Every node then skips the ingress sandbox (a network namespace, VXLAN, IPVS and
+ * a DNS resolver, set up at join) and the per-network gossip among all nodes; published ports must use mode host.
+ * Done before the joins, so none of them pays for it. A network still used by a service is left, with a warning.
+ */
+async function removeIngress(lead: Member, events: EventBus): Promise<void> {
+  const engine = lead.remote.engine();
+  const nets = (await engine.listNetworks({ filters: JSON.stringify({ name: ['ingress'] }) })) as { Id: string; Name: string; Ingress?: boolean }[];
+  for (const n of nets.filter((x) => x.Ingress)) {
+    try {
+      await engine.getNetwork(n.Id).remove();
+      events.info(`swarm.ingress is false: removed the ingress network (no routing mesh; publish ports with mode host)`);
+    } catch (err) {
+      events.warn(`swarm.ingress is false, but the ingress network could not be removed: ${(err as Error).message}`);
+    }
+  }
 }
 
 /** Waits until the leader lists the new manager as Reachable. */
@@ -138,7 +189,7 @@ async function waitAllReady(lead: Member, nodeIds: Map<string, string>, members:
 /** Attempts per worker join; retries only after a transient failure (see TRANSIENT_JOIN_ERROR). */
 const JOIN_ATTEMPTS = 3;
 /** Failures that say nothing about the worker itself: a dropped connection, or managers too busy to answer in time. */
-const TRANSIENT_JOIN_ERROR = /socket hang up|ECONNRESET|EPIPE|context deadline exceeded|DeadlineExceeded|does not have a leader/i;
+const TRANSIENT_JOIN_ERROR = /socket hang up|ECONNRESET|EPIPE|context deadline exceeded|DeadlineExceeded|does not have a leader|lost leader status/i;
 
 async function joinWorkers(
   workers: Member[],
@@ -152,21 +203,40 @@ async function joinWorkers(
   let changed = 0;
   if (workers.length === 0) return { nodeIds, failed, changed };
   const byName = new Map(managers.map((m) => [m.machine.name, m]));
-  const pacer = new JoinPacer({ managers: managers.map((m) => m.machine.name), maxInFlight: opts.joinConcurrency });
+  const fixed = opts.joinPacing === 'fixed';
+  const pacer = new JoinPacer({
+    managers: managers.map((m) => m.machine.name),
+    maxInFlight: opts.joinConcurrency,
+    // Fixed: every window starts at the cap and stays there.
+    ...(fixed ? { initialWindow: Infinity, adaptive: false } : {}),
+  });
   // One abort listener for the whole pacer (closing it rejects every waiting join), not one per waiting worker.
   const onAbort = () => pacer.close(new CancelledError('cancelled', { cause: opts.signal?.reason }));
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   const step = 'join worker';
   const known = new Set(clusterNodeIds);
   await Promise.all(
-    workers.map(async (w) => {
+    workers.map(async (w, i) => {
       const host = w.machine.name;
+      // The checks first, outside a join slot: the node's own state and 2377/tcp of a manager cost the managers
+      // nothing, and on a busy machine they take seconds that would otherwise hold a manager's slot idle.
+      const tp = performance.now();
+      let prepMs = 0;
       let lease: Lease;
       try {
+        const skipped = await prepareJoin(w, managers[i % managers.length]!, { clusterNodeIds: known, force: opts.force, step });
+        if (skipped) {
+          nodeIds.set(host, skipped.nodeId);
+          opts.events.emit({ type: 'step', phase: 'swarm', host, step, status: 'start' });
+          opts.events.emit({ type: 'step', phase: 'swarm', host, step, status: 'skip', message: skipped.skipped, ms: Math.round(performance.now() - tp) });
+          return;
+        }
+        prepMs = performance.now() - tp;
         lease = await pacer.acquire();
       } catch (err) {
         failed.push({ host, error: err as Error });
-        opts.events.emit({ type: 'step', phase: 'swarm', host, step, status: 'fail', message: (err as Error).message, ms: 0 });
+        opts.events.emit({ type: 'step', phase: 'swarm', host, step, status: 'start' });
+        opts.events.emit({ type: 'step', phase: 'swarm', host, step, status: 'fail', message: (err as Error).message, ms: Math.round(performance.now() - tp) });
         return;
       }
       const t0 = Date.now();
@@ -180,7 +250,7 @@ async function joinWorkers(
           via = byName.get(lease.manager)!;
           const ta = Date.now();
           try {
-            r = await joinNode(w, via, token, { clusterNodeIds: known, force: opts.force, step });
+            r = attempt === 1 ? await joinPrepared(w, via, token, step, prepMs) : await joinNode(w, via, token, { clusterNodeIds: known, force: opts.force, step });
             break;
           } catch (err) {
             const message = (err as Error).message;
@@ -205,16 +275,16 @@ async function joinWorkers(
         }
         changed++;
         const t = r.timing!;
-        // The manager's share of the join: the engine's join call and the wait until the node is active. The slot is
-        // given back before the labels: a label is one small Raft write, not a certificate to sign.
+        // The manager's share of the join: the engine's join call and the wait until the node is active. Labels come
+        // after every join, in one batch (applyNodeSettings): set per join, right after it, they were Raft writes the
+        // pacer did not govern, racing the new node's own updates ("out of sequence"), and on 3+117 on the lab they
+        // took a median 22 s per node while slowing the joins (docs/scale.md).
         lease.done(r.timedOut ? { kind: 'error', ms: t.joinMs + t.activeMs, message: 'Timeout was reached before node joined' } : { kind: 'ok', ms: t.joinMs + t.activeMs });
-        const ts = Date.now();
-        const labelled = await settleJoinedNode(via, w, r.nodeId, opts.drainManagers);
         const secs = (ms: number) => (ms / 1000).toFixed(1);
         opts.events.emit({
           type: 'step', phase: 'swarm', host, step, status: 'ok', ms: Date.now() - t0,
-          message: `joined via ${via.machine.name}${labelled ? ', labels set' : ''} (checks ${secs(t.prepMs)} s, join ${secs(t.joinMs)} s` +
-            `${r.timedOut ? ' (timed out, finished in the background)' : ''}, active ${secs(t.activeMs)} s, labels ${secs(Date.now() - ts)} s)`,
+          message: `joined via ${via.machine.name} (checks ${secs(t.prepMs)} s, join ${secs(t.joinMs)} s` +
+            `${r.timedOut ? ' (timed out, finished in the background)' : ''}, active ${secs(t.activeMs)} s)`,
         });
       } catch (err) {
         lease.done({ kind: 'error', ms: Date.now() - t0, message: (err as Error).message });
@@ -228,7 +298,7 @@ async function joinWorkers(
   pacer.close(new Error('worker joins finished'));
   const stats = pacer.stats();
   opts.events.info(
-    `worker joins paced: peak ${stats.peakInFlight} in flight, ${stats.slowDowns} slow-downs, ${stats.overloads} overload signals; windows ` +
+    `worker joins paced${fixed ? ' (fixed window)' : ''}: peak ${stats.peakInFlight} in flight, ${stats.slowDowns} slow-downs, ${stats.overloads} overload signals; windows ` +
       Object.entries(stats.managers).map(([k, v]) => `${k} ${v.window}`).join(', '),
   );
   return { nodeIds, failed, changed, stats };

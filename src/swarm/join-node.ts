@@ -29,14 +29,30 @@ export async function joinNode(
   token: string,
   opts: { clusterNodeIds: ReadonlySet<string>; force: boolean; step: string },
 ): Promise<JoinOutcome> {
-  const engine = m.remote.engine();
   const t0 = performance.now();
+  const skip = await prepareJoin(m, via, opts);
+  if (skip) return skip;
+  return joinPrepared(m, via, token, opts.step, performance.now() - t0);
+}
+
+/**
+ * The checks before a join, which cost the managers nothing (so a pacer can run them outside a join slot): returns
+ * the outcome when there is nothing to join, else leaves a foreign swarm (with `force`) and checks that 2377/tcp of
+ * `via` answers from the host.
+ */
+export async function prepareJoin(m: Member, via: Member, opts: { clusterNodeIds: ReadonlySet<string>; force: boolean; step: string }): Promise<JoinOutcome | undefined> {
+  const engine = m.remote.engine();
   const before = await localSwarm(engine);
   if (before.state !== 'inactive') {
     if (before.nodeId && opts.clusterNodeIds.has(before.nodeId)) return { nodeId: before.nodeId, skipped: 'already a member of this swarm' };
     if (before.state === 'pending') {
       const nodeId = await waitActive(m, opts.step);
       if (opts.clusterNodeIds.size === 0 || opts.clusterNodeIds.has(nodeId)) return { nodeId, skipped: 'an earlier join finished in the background' };
+    }
+    if (!opts.force && before.state === 'error') {
+      throw new HostStepError(m.machine.name, opts.step, `the engine's swarm node is in state error${before.error ? `: ${before.error}` : ''}`, {
+        hint: 'run again with --force to make it leave and join afresh (see `swarmform raft status`)',
+      });
     }
     if (!opts.force) {
       throw new HostStepError(m.machine.name, opts.step, `the host is already part of another swarm (node ${before.nodeId?.slice(0, 12) ?? '?'}, state ${before.state})`, {
@@ -46,6 +62,13 @@ export async function joinNode(
     await engine.swarmLeave({ force: true });
   }
   await checkTcpReachable(m.remote, { name: via.machine.name, address: via.advertise }, 2377, 'swarm management', opts.step);
+  return undefined;
+}
+
+/** The join itself, after {@link prepareJoin}: the engine's join call through `via`, then the wait until active. */
+export async function joinPrepared(m: Member, via: Member, token: string, step: string, prepMs = 0): Promise<JoinOutcome> {
+  const engine = m.remote.engine();
+  const opts = { step };
   const t1 = performance.now();
   let timedOut = false;
   try {
@@ -65,7 +88,7 @@ export async function joinNode(
   const t2 = performance.now();
   const nodeId = await waitActive(m, opts.step);
   const t3 = performance.now();
-  return { nodeId, timedOut, timing: { prepMs: Math.round(t1 - t0), joinMs: Math.round(t2 - t1), activeMs: Math.round(t3 - t2) } };
+  return { nodeId, timedOut, timing: { prepMs: Math.round(prepMs), joinMs: Math.round(t2 - t1), activeMs: Math.round(t3 - t2) } };
 }
 
 async function waitActive(m: Member, step: string): Promise<string> {

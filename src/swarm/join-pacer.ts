@@ -9,8 +9,10 @@
  * - a slow join halves the window (at most once per round, so a burst of slow answers counts once);
  * - an overload signal ("Timeout was reached", "does not have a leader", "context deadline exceeded") drops the window
  *   to 1 and pauses that manager for a cool-down.
- * "Slow" is relative to the fastest of the recent joins (a multiple of their latency, never below a floor), so it needs
- * no knowledge of the machine: the same code paces a 2-core lab and a simulated 4,700-host swarm. Windows never exceed
+ * "Slow" is relative to the typical recent join (a multiple of the median latency of the last joins, never below a
+ * floor), so it needs no knowledge of the machine: the same code paces a 2-core lab and a simulated 4,700-host swarm.
+ * The median, not the fastest: on a busy machine join times spread widely whatever the window, and judging them
+ * against the fastest one held every window at 1 (3+117 on the lab: 65 slow-downs, 380 s; see docs/scale.md). Windows never exceed
  * the per-manager cap, and the sum in flight never exceeds the global cap (the inventory's `swarm.joinConcurrency`).
  * New joins go to the manager with the most free room, so load spreads over every manager.
  *
@@ -50,12 +52,14 @@ export interface PacerOptions {
   perManagerCap?: number;
   /** Starting window per manager; default 2 (capped by perManagerCap). */
   initialWindow?: number;
-  /** A join is slow when it takes longer than slowFactor x the fastest of the recent joins... default 4. */
+  /** A join is slow when it takes longer than slowFactor x the median of the recent joins... default 3. */
   slowFactor?: number;
   /** ...and never below this many ms; default 2,500. */
   slowFloorMs?: number;
   /** How long a manager takes no new join after an overload signal; default 3,000 ms. */
   cooldownMs?: number;
+  /** false: windows stay where they start (a fixed window, for comparison); default true. */
+  adaptive?: boolean;
   clock?: PacerClock;
 }
 
@@ -78,12 +82,14 @@ export interface PacerStats {
 }
 
 /** A join slower than this many times the reference ends slow start (the managers begin to queue). */
-const MILD_FACTOR = 2;
+const MILD_FACTOR = 1.5;
 /** How many recent successful joins the reference latency is taken from. */
 const RECENT = 32;
 
 /** Error texts that mean the managers are overloaded rather than that this one join is wrong. */
-export const OVERLOAD_PATTERN = /Timeout was reached|does not have a leader|context deadline exceeded|rpc error: code = (Unavailable|DeadlineExceeded)/i;
+export const OVERLOAD_PATTERN = /Timeout was reached|does not have a leader|lost leader status|context deadline exceeded|rpc error: code = (Unavailable|DeadlineExceeded)/i;
+/** Of those, the ones that mean the Raft group itself is failing (start again from one join), not just queueing. */
+const SEVERE_PATTERN = /does not have a leader|lost leader status|rpc error: code = Unavailable/i;
 
 interface ManagerState {
   key: string;
@@ -111,12 +117,15 @@ export class JoinPacer {
   private readonly slowFactor: number;
   private readonly slowFloorMs: number;
   private readonly cooldownMs: number;
+  private readonly adaptive: boolean;
   private readonly clock: PacerClock;
   private readonly queue: Waiter[] = [];
   private inFlight = 0;
   private nextLease = 0;
   /** Latencies of the most recent successful joins (all managers), oldest first. */
   private readonly recent: number[] = [];
+  /** Median of `recent` (recomputed when a join is added, not on every look). */
+  private base = Infinity;
   private wakeTimer: (() => void) | undefined;
   private closed: Error | undefined;
   private readonly counters = { peakInFlight: 0, slowDowns: 0, overloads: 0 };
@@ -126,9 +135,10 @@ export class JoinPacer {
     this.maxInFlight = Math.max(1, Math.floor(opts.maxInFlight));
     this.cap = Math.max(1, Math.floor(opts.perManagerCap ?? Math.ceil(this.maxInFlight / opts.managers.length)));
     const initial = Math.min(this.cap, Math.max(1, opts.initialWindow ?? 2));
-    this.slowFactor = opts.slowFactor ?? 4;
+    this.slowFactor = opts.slowFactor ?? 3;
     this.slowFloorMs = opts.slowFloorMs ?? 2_500;
     this.cooldownMs = opts.cooldownMs ?? 3_000;
+    this.adaptive = opts.adaptive ?? true;
     this.clock = opts.clock ?? realClock;
     this.managers = opts.managers.map((key) => ({
       key, window: initial, inFlight: 0, granted: 0, slowStart: true, pausedUntil: -Infinity, lastDecreaseAt: -Infinity,
@@ -143,11 +153,13 @@ export class JoinPacer {
   }
 
   /**
-   * The reference latency: the fastest of the last RECENT successful joins. Recent rather than all-time, because a
+   * The reference latency: the median of the last RECENT successful joins. Recent rather than all-time, because a
    * join into a swarm of 3 nodes is much cheaper than one into 300, and the reference must grow with the swarm.
+   * Growing windows raise it too, but only as far as the timeouts allow: a join the engine gives up on (20 s) is an
+   * overload signal whatever the reference.
    */
   private baseMs(): number {
-    return this.recent.length ? Math.min(...this.recent) : Infinity;
+    return this.base;
   }
 
   /** Waits for a join slot; leases are granted in request order. */
@@ -248,11 +260,14 @@ export class JoinPacer {
   /** Adjusts a manager's window from one finished join that was granted at `grantedAt`. */
   private observe(m: ManagerState, signal: JoinSignal, grantedAt: number): void {
     const now = this.clock.now();
-    if (signal.kind === 'skip') return;
+    if (signal.kind === 'skip' || !this.adaptive) return;
     if (signal.kind === 'error') {
       if (!OVERLOAD_PATTERN.test(signal.message)) return; // This join's own problem says nothing about the manager.
       this.counters.overloads++;
-      m.window = 1;
+      // Leader loss starts again from one join; a join the engine stopped waiting for (it goes on in the background)
+      // halves the window, once per round like a slow join, and pauses the manager.
+      if (!SEVERE_PATTERN.test(signal.message) && grantedAt < m.lastDecreaseAt) return;
+      m.window = SEVERE_PATTERN.test(signal.message) ? 1 : Math.max(1, m.window / 2);
       m.slowStart = false;
       m.pausedUntil = now + this.cooldownMs;
       m.lastDecreaseAt = now;
@@ -262,6 +277,8 @@ export class JoinPacer {
     if (signal.ms > 0) {
       this.recent.push(signal.ms);
       if (this.recent.length > RECENT) this.recent.shift();
+      const sorted = [...this.recent].sort((a, b) => a - b);
+      this.base = sorted[Math.floor((sorted.length - 1) / 2)]!;
     }
     // Joins granted before the last decrease tell of the load that decrease already answered: one change per round.
     if (grantedAt < m.lastDecreaseAt) return;
@@ -285,7 +302,7 @@ export class JoinPacer {
    */
   private checkStale(m: ManagerState, now: number): void {
     const threshold = this.slowThresholdMs();
-    if (!Number.isFinite(threshold)) return;
+    if (!Number.isFinite(threshold) || !this.adaptive) return;
     for (const grantedAt of m.outstanding.values()) {
       if (now - grantedAt > threshold && grantedAt >= m.lastDecreaseAt) {
         this.counters.slowDowns++;

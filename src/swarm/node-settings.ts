@@ -63,7 +63,7 @@ export async function applyNodeSettings(
   lead: Member,
   members: Member[],
   nodeIds: Map<string, string>,
-  opts: { drainManagers: boolean; events: EventBus; signal?: AbortSignal },
+  opts: { drainManagers: boolean; events: EventBus; signal?: AbortSignal; concurrency?: number },
 ): Promise<{ updated: number; failed: { host: string; error: Error }[] }> {
   const engine = lead.remote.engine();
   const nodes = (await engine.listNodes()) as EngineNode[];
@@ -88,7 +88,7 @@ export async function applyNodeSettings(
       }
       return `labels ${Object.keys(spec.Labels ?? {}).length}, availability ${spec.Availability}`;
     },
-    { phase: 'swarm', step: 'node settings', key: (t) => t.m.machine.name, concurrency: 8, events: opts.events, signal: opts.signal },
+    { phase: 'swarm', step: 'node settings', key: (t) => t.m.machine.name, concurrency: opts.concurrency ?? 8, events: opts.events, signal: opts.signal },
   );
   return { updated: r.done.length, failed: r.failed.map((f) => ({ host: f.item.m.machine.name, error: f.error })) };
 }

@@ -62,9 +62,14 @@ test('up forms 3 managers + 20 workers, every node Ready, joins paced within the
   assert.equal(lines.filter((l) => l.endsWith('Leader')).length, 1, nodes.stdout);
   // drainManagers: true in lab-150.yml.
   assert.equal(lines.filter((l) => l.startsWith('mgr-') && / Drain /.test(l)).length, 3, nodes.stdout);
+  // ingress: false in lab-150.yml: Docker lists no ingress network, and no phantom node (no hostname) is left.
+  const nets = await onHost(manager(), "docker network ls --filter driver=overlay --format '{{.Name}}'");
+  assert.equal(nets.code, 0, nets.stderr);
+  assert.doesNotMatch(nets.stdout, /^ingress$/m, nets.stdout);
+  assert.ok(lines.every((l) => /^\S+ Ready /.test(l)), nodes.stdout);
 
   // Pacing: every worker joined once, and the pacer never had more than joinConcurrency (9) joins in flight. (Join
-  // events also cover the labels set after a join's slot is given back, so they cannot show the slots themselves.)
+  // events start when the slot is granted but end after the engine's answer is read, so they overlap a little.)
   const events = r.stdout.split('\n').filter((l) => l.includes('"join worker"')).map((l) => JSON.parse(l) as { status: string });
   assert.equal(events.filter((e) => e.status === 'start').length, 20);
   assert.equal(events.filter((e) => e.status === 'fail').length, 0);

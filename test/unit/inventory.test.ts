@@ -286,9 +286,12 @@ describe('groups to hosts', () => {
     assert.deepEqual(load(MINIMAL).swarm, {
       advertise: { kind: 'private' },
       joinConcurrency: 12,
+      bootstrapConcurrency: 32,
+      joinPacing: 'adaptive',
       install: 'auto',
       firewall: true,
       drainManagers: false,
+      ingress: true,
       daemon: {},
       autolock: false,
       profile: 'default',
@@ -296,7 +299,7 @@ describe('groups to hosts', () => {
     const inv = load(
       lines(
         'cluster: lab',
-        'swarm: { advertise: 10.0.0.0/8, joinConcurrency: 50, install: bundle, firewall: false, drainManagers: true, daemon: { debug: true },',
+        'swarm: { advertise: 10.0.0.0/8, joinConcurrency: 50, joinPacing: fixed, ingress: false, install: bundle, firewall: false, drainManagers: true, daemon: { debug: true },',
         '  autolock: true, profile: large, raft: { snapshotInterval: 5000, keepOldSnapshots: 2, electionTick: 20 },',
         '  dispatcher: { heartbeatPeriod: 20 }, certExpiryHours: 720, taskHistoryLimit: 2 }',
         'groups:',
@@ -306,9 +309,12 @@ describe('groups to hosts', () => {
     assert.deepEqual(inv.swarm, {
       advertise: { kind: 'cidr', cidr: '10.0.0.0/8' },
       joinConcurrency: 50,
+      bootstrapConcurrency: 32,
+      joinPacing: 'fixed',
       install: 'bundle',
       firewall: false,
       drainManagers: true,
+      ingress: false,
       daemon: { debug: true },
       autolock: true,
       profile: 'large',
@@ -726,6 +732,24 @@ describe('problems', () => {
       '7:36: workloads.services[1].ports[0]: port 8080/tcp is already published in ingress mode by service "a"',
       '7:62: workloads.services[1].replicas: replicas cannot be set on a global service (it runs one task on every node)',
       '8:15: workloads.services[2].name: duplicate service name "a" (first defined on line 6)',
+    ]);
+  });
+
+  it('swarm.ingress false: an ingress-mode port is a problem at its position; host mode is fine', () => {
+    const problems = problemsOf(
+      lines(
+        'cluster: lab',
+        'swarm: { ingress: false }',
+        'groups:',
+        '  m: { role: manager, count: 1 }',
+        'workloads:',
+        '  services:',
+        '    - { name: a, image: x, ports: ["8080:80"] }',
+        '    - { name: b, image: x, ports: [{ published: 8081, target: 80, mode: host }] }',
+      ),
+    );
+    assert.deepEqual(problems.map(show), [
+      '7:36: workloads.services[0].ports[0]: port 8080/tcp is published in ingress mode, but swarm.ingress is false (no ingress network): use mode: host',
     ]);
   });
 
