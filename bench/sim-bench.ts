@@ -12,8 +12,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parse } from 'yaml';
-import { lowerBounds } from '../src/providers/sim/bounds.js';
+import { loadInventory } from '../src/inventory/index.js';
+import { providers } from '../src/providers/registry.js';
+import { boundInputOf, lowerBounds } from '../src/providers/sim/bounds.js';
 import { simSettings } from '../src/providers/sim/settings.js';
 import { timedCli } from './timed-cli.js';
 
@@ -38,7 +39,7 @@ function seconds(d: string): number {
 }
 
 /** The Swarm3k inventory with `total` hosts: 3 managers, workers split over the two groups as in the original. */
-function inventoryFor(total: number): { path: string; doc: Record<string, unknown> } {
+function inventoryFor(total: number): { path: string } {
   const text = readFileSync(join(ROOT, 'inventories/sim-swarm3k.yml'), 'utf8');
   const workers = total - 3;
   const cloud = Math.round((workers * 2400) / 4697);
@@ -48,7 +49,7 @@ function inventoryFor(total: number): { path: string; doc: Record<string, unknow
     .replace(/(volunteers:\n\s+role: worker\n\s+count: )\d+/, `$1${workers - cloud}`);
   const path = join(home, `simbench-${total}.yml`);
   writeFileSync(path, edited);
-  return { path, doc: parse(edited) as Record<string, unknown> };
+  return { path };
 }
 
 const fmt = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '?');
@@ -61,15 +62,9 @@ async function main(): Promise<void> {
   const rows: Record<string, unknown>[] = [];
   for (const total of totals) {
     const inv = inventoryFor(total);
-    const settings = simSettings({ providers: (inv.doc.providers ?? {}) as Record<string, Record<string, unknown>> });
-    const swarm = (inv.doc.swarm ?? {}) as { joinConcurrency?: number };
-    const services = ((inv.doc.workloads as { services?: { replicas?: number }[] })?.services ?? []);
-    const bounds = lowerBounds(settings, {
-      managers: 3,
-      workers: total - 3,
-      joinConcurrency: swarm.joinConcurrency ?? 12,
-      replicas: services.reduce((a, s) => a + (s.replicas ?? 1), 0),
-    });
+    // The bounds read the inventory as the tool does (defaults applied): its join and bootstrap windows, replicas.
+    const loaded = await loadInventory(inv.path, { providers });
+    const bounds = lowerBounds(simSettings(loaded), boundInputOf(loaded));
     process.stderr.write(`\n== ${total} hosts: up\n`);
     const up = await timedCli(['up', '-i', inv.path], { SWARMFORM_HOME: home });
     process.stderr.write(up.stderr.split('\n').filter((l) => /\] \w+: (started|\d+ ok)|error|warning|paced/.test(l)).join('\n') + '\n');
@@ -114,11 +109,11 @@ async function main(): Promise<void> {
     if (up.code !== 0) process.stderr.write(up.stderr.slice(-3000));
   }
   const header =
-    '| hosts | exit | process wall s | run wall s | lower bound s (model) | ratio | bound with current windows s | ratio | CPU s | CPU ms/host | CPU ms/host above startup | peak RSS MB | load avg | re-run |\n' +
-    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |';
+    '| hosts | exit | process wall s | run wall s | lower bound s (model) | ratio | bound with the windows s | ratio | CPU s | CPU ms/host | CPU ms/host above startup | peak RSS MB | RSS KB/host above startup | load avg | re-run |\n' +
+    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |';
   const lines = rows.map((r) => {
     const x = r as Record<string, number> & { rerunNothingToChange: boolean };
-    return `| ${x.hosts} | ${x.exit} | ${fmt(x.wallS)} | ${fmt(x.runS)} | ${fmt(x.lowerBoundS)} | ${fmt(x.ratio, 2)} | ${fmt(x.windowsBoundS)} | ${fmt(x.ratioToWindows, 2)} | ${fmt(x.cpuS, 2)} | ${fmt(x.cpuMsPerHost, 2)} | ${fmt(x.cpuMsPerHostAboveStartup, 2)} | ${fmt(x.maxRssMb, 0)} | ${fmt(x.loadAverage, 1)} | ${x.rerunNothingToChange ? 'nothing to change' : `exit ${x.rerunExit}`} |`;
+    return `| ${x.hosts} | ${x.exit} | ${fmt(x.wallS)} | ${fmt(x.runS)} | ${fmt(x.lowerBoundS)} | ${fmt(x.ratio, 2)} | ${fmt(x.windowsBoundS)} | ${fmt(x.ratioToWindows, 2)} | ${fmt(x.cpuS, 2)} | ${fmt(x.cpuMsPerHost, 2)} | ${fmt(x.cpuMsPerHostAboveStartup, 2)} | ${fmt(x.maxRssMb, 0)} | ${fmt(x.rssKbPerHostAboveStartup, 0)} | ${fmt(x.loadAverage, 1)} | ${x.rerunNothingToChange ? 'nothing to change' : `exit ${x.rerunExit}`} |`;
   });
   const phaseLines = rows.map((r) => {
     const x = r as { hosts: number; phases: Record<string, number>; bounds: ReturnType<typeof lowerBounds> };
@@ -131,7 +126,7 @@ async function main(): Promise<void> {
     header,
     ...lines,
     '',
-    'Per phase, seconds: measured / model bound / bound with the current fixed windows.',
+    'Per phase, seconds: measured / model bound / bound with the inventory\'s windows (bootstrap, joins).',
     '',
     '| hosts | provision | bootstrap | swarm | workloads |',
     '| ---: | --- | --- | --- | --- |',

@@ -6,7 +6,8 @@
  * budget. Answering at the modem keeps dockerode's request building and error shapes and costs a few microseconds.
  */
 import type Docker from 'dockerode';
-import type { SimCluster, SimHost, SimNode, SimWorld } from '../providers/sim/world.js';
+import { preciseNow, sleepUntil } from '../providers/sim/model.js';
+import { type SimCluster, type SimHost, type SimNode, type SimWorld, traceServer } from '../providers/sim/world.js';
 
 type Answer = { status: number; json: unknown };
 
@@ -198,39 +199,47 @@ export class SimEngine {
     }
     host.swarm = { state: 'pending' };
     const lateJoin = role === 'worker' && world.fault(host, 'join-timeout', s.timeoutShare);
-    const joined = this.sign(c, via, role, lateJoin);
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), world.real(world.rng.latency(s.joinTimeout)));
-    });
-    // A late join (the timeout share) answers at the engine's timeout whatever the signing does.
-    const first = lateJoin ? await timedOut : await Promise.race([joined.then(() => 'joined' as const), timedOut]);
-    clearTimeout(timer);
-    // The engine keeps trying in the background after its own wait: the node turns active when the manager signs.
-    if (first === 'timeout') return err(500, JOIN_TIMEOUT);
+    const arrival = preciseNow();
+    const deadline = arrival + world.real(world.rng.latency(s.joinTimeout));
+    const signedAt = this.sign(c, via, arrival);
+    const joined = this.member(c, role, signedAt, lateJoin);
+    // The engine's own wait runs out when the model says the signature ends after it (decided on modelled times, so a
+    // process starved of CPU does not make simulated engines time out); the timeout share always does. The engine
+    // keeps trying in the background: the node turns active when the manager has signed.
+    if (lateJoin || signedAt > deadline) {
+      await sleepUntil(deadline);
+      return err(500, JOIN_TIMEOUT);
+    }
+    await joined;
     return ok(undefined);
   }
 
-  /** A manager signs the node's certificate: queued on its capacity, slower with load, paused while leaderless. */
-  private async sign(c: SimCluster, via: SimNode, role: 'manager' | 'worker', late: boolean): Promise<void> {
-    const { world, host } = this;
+  /**
+   * A manager signs the node's certificate: queued on its capacity, slower with the joins queued on it, paused while
+   * the swarm has no leader. Returns when the signature ends (epoch ms); too many joins in flight lose the leader.
+   */
+  private sign(c: SimCluster, via: SimNode, now: number): number {
+    const { world } = this;
     const s = world.settings.swarm;
-    const load = world.load(via.id);
-    load.inflight++;
-    if (load.inflight === s.leaderLossAt && Date.now() >= c.leaderlessUntil) {
+    const signing = world.load(via.id).signing;
+    const inflight = signing.inflight(now) + 1;
+    if (inflight === s.leaderLossAt && now >= c.leaderlessUntil) {
       // Swarm2k's lesson, seen in the lab with 117 joins at once: a starved leader misses heartbeats and is lost.
-      c.leaderlessUntil = Date.now() + world.real(world.rng.latency(world.settings.swarm.electionTime));
+      c.leaderlessUntil = now + world.real(world.rng.latency(s.electionTime));
       c.leaderLosses++;
     }
-    await load.slots.take();
-    try {
-      while (Date.now() < c.leaderlessUntil) await sleepUntil(c.leaderlessUntil);
-      const queued = Math.max(0, load.inflight - s.signConcurrency);
-      await world.wait(s.signTime, 1 + s.loadSlowdown * queued);
-    } finally {
-      load.slots.give();
-      load.inflight--;
-    }
+    const queued = Math.max(0, inflight - s.signConcurrency);
+    const ms = world.real(world.rng.latency(s.signTime) * (1 + s.loadSlowdown * queued));
+    const { start, end } = signing.schedule(ms, now, c.leaderlessUntil);
+    traceServer(`sign ${via.host}`, s.signConcurrency, start, end);
+    return end;
+  }
+
+  /** The node becomes a member once signed (a late join some time after that). */
+  private async member(c: SimCluster, role: 'manager' | 'worker', signedAt: number, late: boolean): Promise<void> {
+    const { world, host } = this;
+    const s = world.settings.swarm;
+    await sleepUntil(signedAt);
     if (late) await world.wait(s.joinTimeout, 1.2);
     if (world.swarm !== c || !world.host(host.name)) return;
     const now = Date.now();
@@ -395,10 +404,14 @@ function serviceJson(s: { id: string; version: number; createdAt: number; update
   return structuredClone({ ID: s.id, Version: { Index: s.version }, CreatedAt: iso(s.createdAt), UpdatedAt: iso(s.updatedAt), Spec: s.spec, Endpoint: { Ports: spec.EndpointSpec?.Ports ?? [] } });
 }
 
+/** Timestamps as the Engine API writes them; cached, since every node list formats two per node (66,000 at 4,700 hosts). */
+const isoCache = new Map<number, string>();
 function iso(ms: number): string {
-  return new Date(ms).toISOString();
+  let s = isoCache.get(ms);
+  if (s === undefined) {
+    if (isoCache.size >= 50_000) isoCache.clear();
+    isoCache.set(ms, (s = new Date(ms).toISOString()));
+  }
+  return s;
 }
 
-function sleepUntil(t: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(1, t - Date.now())));
-}

@@ -8,8 +8,8 @@ import Docker from 'dockerode';
 import { HostStepError } from '../core/errors.js';
 import { notRetryable } from '../run/retry.js';
 import type { Machine } from '../providers/provider.js';
-import { fnv1a } from '../providers/sim/model.js';
-import { type SimHost, type SimWorld, worldOf } from '../providers/sim/world.js';
+import { fnv1a, sleepUntil } from '../providers/sim/model.js';
+import { type SimHost, type SimWorld, traceServer, worldOf } from '../providers/sim/world.js';
 import { type AttachIO, type CommandResult, type Remote, type RunOptions, tail } from './remote.js';
 import { simDocker } from './sim-engine.js';
 
@@ -120,12 +120,10 @@ export class SimRemote implements Remote {
     const okOut = (stdout = ''): CommandResult => ({ code: 0, stdout, stderr: '' });
     if (cmd.includes(FACTS_MARK)) return okOut(this.facts());
     if (cmd.includes('apt-get install')) {
-      await world.mirror.take();
-      try {
-        await world.wait(s.engine.installTime);
-      } finally {
-        world.mirror.give();
-      }
+      // The mirror serves `mirrorConcurrency` installs at once; more queue (scheduled in modelled time: see Servers).
+      const install = world.mirror.schedule(world.real(world.rng.latency(s.engine.installTime)), undefined, 0, false);
+      traceServer('mirror', s.engine.mirrorConcurrency, install.start, install.end);
+      await sleepUntil(install.end);
       if (world.fault(host, 'install', s.engine.installFailShare)) {
         return {
           code: 100,

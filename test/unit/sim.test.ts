@@ -8,8 +8,8 @@ import Docker from 'dockerode';
 import { InventoryError } from '../../src/core/errors.js';
 import { loadInventory } from '../../src/inventory/index.js';
 import { providers } from '../../src/providers/registry.js';
-import { lowerBounds } from '../../src/providers/sim/bounds.js';
-import { meets, Rng, stableDraw } from '../../src/providers/sim/model.js';
+import { boundInputOf, lowerBounds } from '../../src/providers/sim/bounds.js';
+import { meets, Rng, Servers, stableDraw } from '../../src/providers/sim/model.js';
 import { simSettings } from '../../src/providers/sim/settings.js';
 import { openWorld, type SimWorld } from '../../src/providers/sim/world.js';
 import { simDocker } from '../../src/remote/sim-engine.js';
@@ -183,4 +183,72 @@ test('lower bounds grow linearly with hosts, and the fixed windows never beat th
   }
   const per = (n: number) => b(n).windows.total / n;
   assert.ok(Math.abs(per(4700) - per(2384)) / per(4700) < 0.1, 'per-host bound flat at scale');
+});
+
+test('swarm.bootstrapConcurrency: 32 by default, read by the bounds, and an error with file and line for a bad value', async () => {
+  const dir = tempDir();
+  const inv = (swarm: string) => {
+    const file = join(dir, 'bc.yml');
+    writeFileSync(file, `cluster: simbc\nprovider: sim\nswarm:\n${swarm}groups:\n  m: { role: manager, count: 1 }\n  w: { role: worker, count: 9 }\n`);
+    return { file, load: () => loadInventory(file, { providers }) };
+  };
+  const plain = await inv('  drainManagers: true\n').load();
+  assert.equal(plain.swarm.bootstrapConcurrency, 32);
+  assert.deepEqual(boundInputOf(plain).windows, { connect: 64, bootstrap: 32, probe: 64 });
+  const wide = await inv('  bootstrapConcurrency: 500\n').load();
+  assert.equal(wide.swarm.bootstrapConcurrency, 500);
+  assert.deepEqual(boundInputOf(wide).windows, { connect: 500, bootstrap: 500, probe: 64 });
+  for (const bad of ['0', '1001', '2.5', 'many']) {
+    const { file, load } = inv(`  bootstrapConcurrency: ${bad}\n`);
+    await assert.rejects(load(), (err: unknown) => {
+      assert.ok(err instanceof InventoryError);
+      assert.equal(err.exitCode, 2);
+      assert.equal(err.message.split('\n')[0], `${file}:4:25: swarm.bootstrapConcurrency: expected a whole number from 1 to 1000, got ${bad === 'many' ? '"many"' : bad}`);
+      return true;
+    });
+  }
+  // The Swarm3k inventory sets it (and the joins) for a cloud fleet with a package mirror.
+  const big = await loadInventory(join(import.meta.dirname, '../../inventories/sim-swarm3k.yml'), { providers });
+  assert.equal(big.swarm.bootstrapConcurrency, 256);
+  assert.equal(big.swarm.joinConcurrency, 48);
+});
+
+test('servers: first come, first served on the place free soonest, scheduled in modelled time', () => {
+  const s = new Servers(2);
+  const ends = [0, 0, 0, 0, 0].map(() => s.schedule(10, 1000).end);
+  assert.deepEqual(ends, [1010, 1010, 1020, 1020, 1030]);
+  assert.equal(s.inflight(1000), 5);
+  assert.equal(s.inflight(1015), 3);
+  // Not before a given time (a leaderless swarm signs nothing), and a later arrival waits for no one on a free place.
+  assert.deepEqual(s.schedule(10, 1015, 1100), { start: 1100, end: 1110 });
+  assert.deepEqual(s.schedule(10, 2000), { start: 2000, end: 2010 });
+  assert.equal(s.inflight(2005), 1);
+});
+
+test('engine: joins time out when the model says so, not when the process is starved of CPU', async () => {
+  const sim = { timeScale: 1, ssh: { rtt: 0 }, engine: { apiTime: 0 }, swarm: { signConcurrency: 1, signTime: 30, loadSlowdown: 0, joinTimeout: 100, writeTime: 0 } };
+  const joinAll = async (w: SimWorld, block: number) => {
+    const m1 = engine(w, 'm1');
+    await m1.swarmInit({ AdvertiseAddr: `${w.host('m1')!.address}:2377` });
+    const token = ((await m1.swarmInspect()) as { JoinTokens: { Worker: string } }).JoinTokens.Worker;
+    const joins = ['w1', 'w2', 'w3'].map((n) =>
+      engine(w, n).swarmJoin({ RemoteAddrs: [`${w.host('m1')!.address}:2377`], JoinToken: token }).then(() => 'ok', (e: { json?: { message?: string } }) => e.json?.message ?? String(e)),
+    );
+    while ([...w.inflight().values()].reduce((a, b) => a + b, 0) < 3) await new Promise((r) => setImmediate(r));
+    // A busy machine: the process gets no CPU for a while, and every timer fires late.
+    const until = Date.now() + block;
+    while (Date.now() < until);
+    return Promise.all(joins);
+  };
+  // Signatures end at 30, 60 and 90 ms, before the engines' 100 ms wait: a 150 ms stall changes nothing.
+  const w = world('simunit-starved', sim);
+  assert.deepEqual(await joinAll(w, 150), ['ok', 'ok', 'ok']);
+  // With a 50 ms wait the second and third are queued past it: they time out, and join in the background.
+  const v = world('simunit-queued', { ...sim, swarm: { ...sim.swarm, joinTimeout: 50 } });
+  const answers = await joinAll(v, 0);
+  assert.equal(answers[0], 'ok');
+  assert.match(answers[1]!, /Timeout was reached before node joined/);
+  assert.match(answers[2]!, /Timeout was reached before node joined/);
+  for (let i = 0; i < 100 && v.host('w3')!.swarm.state !== 'active'; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(v.host('w3')!.swarm.state, 'active');
 });

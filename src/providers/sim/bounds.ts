@@ -3,12 +3,14 @@
  * used fully. Two bounds per phase:
  * - `model`: only the simulated world's limits (the cloud API's batches, rate and concurrency; the package mirror;
  *   each manager's signing capacity; the task start rate), with any number of hosts worked on at once;
- * - `windows`: the same, plus the tool's own fixed fan-out windows (SSH connects 64, bootstrap 32, state probes 64,
- *   joins `swarm.joinConcurrency` spread over the managers), i.e. the best the current pacing could do.
+ * - `windows`: the same, plus the tool's own fan-out windows (SSH connects max(64, `swarm.bootstrapConcurrency`),
+ *   bootstrap `swarm.bootstrapConcurrency`, state probes 64, joins `swarm.joinConcurrency` spread over the managers),
+ *   i.e. the best the current pacing could do; {@link boundInputOf} reads them from the inventory.
  * Means of the latency distributions are used, so a lucky run can beat a bound by a little.
  */
 import { meanOf } from './model.js';
 import { provisionLowerBoundMs } from './index.js';
+import type { Inventory } from '../../inventory/types.js';
 import type { SimSettings } from './settings.js';
 
 export interface BoundInput {
@@ -18,8 +20,23 @@ export interface BoundInput {
   joinConcurrency: number;
   /** Service replicas to start (sum over services). */
   replicas: number;
-  /** The tool's windows (defaults: the values in src/core/up.ts and src/core/sessions.ts at the time of writing). */
+  /** The tool's windows (defaults: connect 64, bootstrap 32, probe 64; {@link boundInputOf} takes the inventory's). */
   windows?: { connect: number; bootstrap: number; probe: number };
+}
+
+/** The bound's input for a loaded inventory: its managers and workers, join and bootstrap windows, replicas. */
+export function boundInputOf(inv: Pick<Inventory, 'hosts' | 'swarm' | 'services'>): BoundInput {
+  const managers = inv.hosts.filter((h) => h.role === 'manager').length;
+  const workers = inv.hosts.length - managers;
+  const bootstrap = inv.swarm.bootstrapConcurrency;
+  return {
+    managers,
+    workers,
+    joinConcurrency: inv.swarm.joinConcurrency,
+    replicas: inv.services.reduce((a, s) => a + (s.mode === 'global' ? workers : s.replicas), 0),
+    // As src/core/up.ts opens them: connects at least 64 at once, bootstrap `swarm.bootstrapConcurrency`.
+    windows: { connect: Math.max(64, bootstrap), bootstrap, probe: 64 },
+  };
 }
 
 export type PhaseBounds = Record<'provision' | 'bootstrap' | 'swarm' | 'workloads', number>;

@@ -97,38 +97,53 @@ export function scaledSleep(ms: number, scale: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, real));
 }
 
-/** A counting semaphore whose waiters are served in order: the mirror's and each manager's capacity. */
-export class Slots {
-  private used = 0;
-  private readonly waiting: (() => void)[] = [];
-  private head = 0;
+/** Now in epoch ms with sub-millisecond precision (Date.now() only has whole milliseconds). */
+export function preciseNow(): number {
+  return performance.timeOrigin + performance.now();
+}
 
-  constructor(private readonly size: number) {}
+/** Resolves at epoch ms `t` (at once, after one yield, when `t` is less than a millisecond away). */
+export function sleepUntil(t: number): Promise<void> {
+  const ms = t - preciseNow();
+  if (ms < 1) return new Promise((resolve) => setImmediate(resolve));
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 
-  /** Slots in use plus waiters. */
-  get load(): number {
-    return this.used + (this.waiting.length - this.head);
+/**
+ * A queueing server with `size` places (the package mirror; one manager's certificate signing), scheduled in modelled
+ * time: a job arriving is given, at once, the start and end the model says (first come, first served on the place free
+ * soonest), and the caller sleeps until its end. Nothing waits on another job's timer, so two things Node does to a
+ * simulation do not reach the model: timers fire up to a millisecond or two late (at time scale 0.01 a signature takes
+ * about 1.5 ms, and starting each when the last one's late timer fired made the managers sign a third slower than the
+ * model), and a process starved of CPU on a busy machine fires every timer late (which made simulated joins time out).
+ */
+export class Servers {
+  private readonly freeAt: Float64Array;
+  /** Ends of the jobs taken, for `inflight` (pruned as they pass). */
+  private ends: number[] = [];
+
+  constructor(readonly size: number) {
+    this.freeAt = new Float64Array(Math.max(1, size));
   }
 
-  async take(): Promise<void> {
-    if (this.used < this.size) {
-      this.used++;
-      return;
-    }
-    await new Promise<void>((resolve) => this.waiting.push(resolve));
+  /** Jobs arrived and not ended at `now` (epoch ms): being served or queued. */
+  inflight(now = preciseNow()): number {
+    if (this.ends.length > 0 && this.ends.some((e) => e <= now)) this.ends = this.ends.filter((e) => e > now);
+    return this.ends.length;
   }
 
-  give(): void {
-    if (this.head < this.waiting.length) {
-      const next = this.waiting[this.head]!;
-      this.waiting[this.head++] = undefined as never;
-      if (this.head > 1024 && this.head * 2 > this.waiting.length) {
-        this.waiting.splice(0, this.head);
-        this.head = 0;
-      }
-      next();
-      return;
-    }
-    this.used--;
+  /**
+   * Takes one job that arrives at `now` and is served for `ms` (real ms), not starting before `notBefore`; returns
+   * its modelled start and end (epoch ms). `track` false leaves it out of `inflight` (e.g. the mirror: not asked).
+   */
+  schedule(ms: number, now = preciseNow(), notBefore = 0, track = true): { start: number; end: number } {
+    const free = this.freeAt;
+    let i = 0;
+    for (let j = 1; j < free.length; j++) if (free[j]! < free[i]!) i = j;
+    const start = Math.max(now, free[i]!, notBefore);
+    const end = start + ms;
+    free[i] = end;
+    if (track) this.ends.push(end);
+    return { start, end };
   }
 }

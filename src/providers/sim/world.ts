@@ -6,7 +6,7 @@
  */
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Rng, Slots, meets, scaledSleep } from './model.js';
+import { Rng, Servers, meets, scaledSleep } from './model.js';
 import type { Latency, SimSettings } from './settings.js';
 
 export const WORLD_FILE = 'sim-world.json';
@@ -86,11 +86,38 @@ interface WorldFile {
 
 /** Per-manager load while this process runs (not persisted: in-flight joins end with the process). */
 interface ManagerLoad {
-  slots: Slots;
-  inflight: number;
+  /** Certificate signing: `swarm.signConcurrency` places; its `inflight` counts the joins signed or queued. */
+  signing: Servers;
 }
 
 const worlds = new Map<string, SimWorld>();
+
+/**
+ * With SWARMFORM_SIM_STATS set, how busy the shared servers were (the package mirror, each manager's signing), printed
+ * to stderr at exit: first start, last end, and the share of their capacity used in between (1 = never idle).
+ */
+const busy = process.env.SWARMFORM_SIM_STATS ? new Map<string, { size: number; first: number; last: number; sum: number; n: number }>() : undefined;
+if (busy) {
+  process.once('exit', () => {
+    const rows = [...busy].map(([k, b]) => {
+      const span = b.last - b.first;
+      return `  ${k}: ${b.n} jobs, ${(b.first / 1000).toFixed(3)}..${(b.last / 1000).toFixed(3)} s, mean ${(b.sum / b.n).toFixed(2)} ms, capacity used ${(b.sum / (b.size * span)).toFixed(3)}`;
+    });
+    process.stderr.write(`sim servers:\n${rows.join('\n')}\n`);
+  });
+}
+
+/** Records one job of a shared server (only with SWARMFORM_SIM_STATS): epoch ms of its modelled start and end. */
+export function traceServer(name: string, size: number, start: number, end: number): void {
+  if (!busy) return;
+  const t0 = performance.timeOrigin;
+  let b = busy.get(name);
+  if (!b) busy.set(name, (b = { size, first: Infinity, last: 0, sum: 0, n: 0 }));
+  b.first = Math.min(b.first, start - t0);
+  b.last = Math.max(b.last, end - t0);
+  b.sum += end - start;
+  b.n++;
+}
 
 /** The world of the cluster whose state directory is `stateDir`, loaded once per process. */
 export function openWorld(cluster: string, stateDir: string, settings: SimSettings): SimWorld {
@@ -112,7 +139,7 @@ export class SimWorld {
   readonly data: WorldFile;
   readonly path: string;
   /** The package mirror's capacity. */
-  readonly mirror: Slots;
+  readonly mirror: Servers;
   private readonly loads = new Map<string, ManagerLoad>();
   private removed = false;
   private open = 0;
@@ -129,7 +156,7 @@ export class SimWorld {
     this.path = join(stateDir, WORLD_FILE);
     this.rng = new Rng(settings.seed);
     this.data = load(this.path, cluster);
-    this.mirror = new Slots(settings.engine.mirrorConcurrency);
+    this.mirror = new Servers(settings.engine.mirrorConcurrency);
     this.tokens = settings.api.burst;
     process.once('exit', () => this.save());
   }
@@ -218,13 +245,13 @@ export class SimWorld {
   /** Load of a manager's certificate signing. */
   load(nodeId: string): ManagerLoad {
     let l = this.loads.get(nodeId);
-    if (!l) this.loads.set(nodeId, (l = { slots: new Slots(this.settings.swarm.signConcurrency), inflight: 0 }));
+    if (!l) this.loads.set(nodeId, (l = { signing: new Servers(this.settings.swarm.signConcurrency) }));
     return l;
   }
 
   /** Joins in flight per manager node id (for tests and the benchmark). */
   inflight(): Map<string, number> {
-    return new Map([...this.loads].map(([id, l]) => [id, l.inflight]));
+    return new Map([...this.loads].map(([id, l]) => [id, l.signing.inflight()]));
   }
 
   /**
