@@ -7,15 +7,19 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { type Context, openContext } from '../../../src/core/context.js';
 import { EventBus, type SwarmformEvent } from '../../../src/core/events.js';
 
-/** Fake credentials: recognisable, so tests can prove they never show up in any output. */
+/**
+ * Fake credentials, made at run time in the providers' formats (so nothing key-shaped is committed) and unique per
+ * run, so tests can prove they never show up in any output.
+ */
 export const FAKE = {
-  awsKeyId: 'AKIAFAKE0SWARMFORM01',
-  awsSecret: 'fake/Secret+Key0SwarmformTestOnly0000000',
-  doToken: 'dop_v1_fake0swarmform0test0token0000000000000000000000000000000000',
+  awsKeyId: `AKIA${randomBytes(10).toString('hex').toUpperCase().slice(0, 16)}`,
+  awsSecret: randomBytes(30).toString('base64'),
+  doToken: `dop_v1_${randomBytes(32).toString('hex')}`,
 };
 
 /** Environment for anything that builds a cloud client in a test: fake credentials, no metadata service, no proxy. */
