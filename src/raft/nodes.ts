@@ -57,13 +57,17 @@ export function withTimeout<T>(p: Promise<T>, ms: number, message: string): Prom
   ]);
 }
 
-/** Sets a node's role (promote or demote), reading its version again when another write got in first. */
-export async function setRole(engine: Docker, nodeId: string, role: 'manager' | 'worker'): Promise<void> {
+/**
+ * Updates a node's spec to `change(spec)` (undefined: nothing to do), reading its version again when another write
+ * got in first ("update out of sequence"), at most 5 times.
+ */
+export async function updateNodeSpec(engine: Docker, nodeId: string, change: (spec: SwarmNode['Spec']) => SwarmNode['Spec'] | undefined): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     const node = (await engine.getNode(nodeId).inspect()) as SwarmNode;
-    if (node.Spec.Role === role) return;
+    const spec = change(node.Spec);
+    if (!spec) return;
     try {
-      await engine.getNode(nodeId).update({ _query: { version: node.Version.Index }, _body: { ...node.Spec, Role: role } });
+      await engine.getNode(nodeId).update({ _query: { version: node.Version.Index }, _body: spec });
       return;
     } catch (err) {
       if (attempt >= 5 || !isOutOfSequence(err)) throw err;
@@ -72,19 +76,14 @@ export async function setRole(engine: Docker, nodeId: string, role: 'manager' | 
   }
 }
 
+/** Sets a node's role (promote or demote). */
+export function setRole(engine: Docker, nodeId: string, role: 'manager' | 'worker'): Promise<void> {
+  return updateNodeSpec(engine, nodeId, (spec) => (spec.Role === role ? undefined : { ...spec, Role: role }));
+}
+
 /** Sets one label on a node. */
-export async function setLabel(engine: Docker, nodeId: string, key: string, value: string): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    const node = (await engine.getNode(nodeId).inspect()) as SwarmNode;
-    if (node.Spec.Labels?.[key] === value) return;
-    try {
-      await engine.getNode(nodeId).update({ _query: { version: node.Version.Index }, _body: { ...node.Spec, Labels: { ...(node.Spec.Labels ?? {}), [key]: value } } });
-      return;
-    } catch (err) {
-      if (attempt >= 5 || !isOutOfSequence(err)) throw err;
-      await sleep(200 * attempt);
-    }
-  }
+export function setLabel(engine: Docker, nodeId: string, key: string, value: string): Promise<void> {
+  return updateNodeSpec(engine, nodeId, (spec) => (spec.Labels?.[key] === value ? undefined : { ...spec, Labels: { ...(spec.Labels ?? {}), [key]: value } }));
 }
 
 /** Removes a node from the swarm (`docker node rm --force`); a node already gone is fine. */

@@ -12,9 +12,8 @@ import type Docker from 'dockerode';
 import { HostStepError } from '../core/errors.js';
 import type { Member } from '../swarm/members.js';
 import { joinNode } from '../swarm/join-node.js';
-import { HOST_LABEL, isOutOfSequence } from '../swarm/node-settings.js';
-import { sleep } from '../run/retry.js';
-import { confirmGroup, removeNode, setRole, type RaftMember, type SwarmNode, withTimeout } from './nodes.js';
+import { HOST_LABEL } from '../swarm/node-settings.js';
+import { confirmGroup, removeNode, setRole, type RaftMember, type SwarmNode, updateNodeSpec, withTimeout } from './nodes.js';
 
 const DOCKER_STATE = '/var/lib/docker/swarm/docker-state.json';
 
@@ -85,16 +84,10 @@ export async function promoteWorker(a: PromoteArgs): Promise<{ how: 'promoted' |
 
 /** Gives the rejoined node the labels and availability the old node had (a new node starts with none). */
 async function copySpec(engine: Docker, nodeId: string, old: SwarmNode, host: string): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    const n = (await engine.getNode(nodeId).inspect()) as SwarmNode;
-    const spec = { ...n.Spec, Labels: { ...(old.Spec.Labels ?? {}), [HOST_LABEL]: host }, Availability: old.Spec.Availability ?? 'active' };
-    try {
-      await engine.getNode(nodeId).update({ _query: { version: n.Version.Index }, _body: spec });
-      return;
-    } catch (err) {
-      if (attempt >= 5 || !isOutOfSequence(err)) throw new HostStepError(host, 'promote manager', `rejoined, but its labels could not be restored: ${(err as Error).message}`, { cause: err });
-      await sleep(200 * attempt);
-    }
+  try {
+    await updateNodeSpec(engine, nodeId, (spec) => ({ ...spec, Labels: { ...(old.Spec.Labels ?? {}), [HOST_LABEL]: host }, Availability: old.Spec.Availability ?? 'active' }));
+  } catch (err) {
+    throw new HostStepError(host, 'promote manager', `rejoined, but its labels could not be restored: ${(err as Error).message}`, { cause: err });
   }
 }
 
