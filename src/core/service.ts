@@ -339,7 +339,8 @@ export function serviceLogs(
     };
     const stream = (await engineCall(`service logs ${name}`, () =>
       new Promise<NodeJS.ReadableStream>((resolve, reject) =>
-        h.engine.modem.dial(
+        // Untimed: a followed log may stay quiet for longer than the engine client's idle limit.
+        h.remote.engine({ untimed: true }).modem.dial(
           { path: `/services/${svc.ID}/logs?`, method: 'GET', isStream: true, options: query, statusCodes: { 200: true, 404: 'no such service', 500: 'server error', 503: 'node is not part of a swarm' } },
           (err: unknown, data: unknown) => (err ? reject(err) : resolve(data as NodeJS.ReadableStream)),
         ),

@@ -22,9 +22,10 @@ export function dockerSocketAgent(conn: Client, socketPath = DOCKER_SOCKET): htt
       if (err) return callback(err);
       // http expects socket-like methods that SSH channels lack.
       const ch = channel as unknown as Duplex & Record<string, unknown>;
-      for (const m of ['setKeepAlive', 'setNoDelay', 'setTimeout', 'ref', 'unref']) {
+      for (const m of ['setKeepAlive', 'setNoDelay', 'ref', 'unref']) {
         if (typeof ch[m] !== 'function') ch[m] = () => ch;
       }
+      idleTimeout(ch);
       callback(null, ch);
     });
     return undefined;
@@ -35,4 +36,55 @@ export function dockerSocketAgent(conn: Client, socketPath = DOCKER_SOCKET): htt
   // node updates after a 117-worker join (measured with the inspector's profiler). A custom inspect cuts it to a name.
   Object.defineProperty(agent, inspect.custom, { value: () => `DockerSocketAgent(${socketPath})`, enumerable: false });
   return agent;
+}
+
+/**
+ * Gives an SSH channel a net.Socket-like `setTimeout`: 'timeout' is emitted once after `ms` with no bytes in either
+ * direction (0 turns it off), and the listener decides (http destroys the request). Without it, docker-modem's
+ * request timeout was a no-op on these channels and an Engine API call that never answered waited forever.
+ * Written by hand: the timer is reset from `push` and `write`, because a 'data' listener would put the channel into
+ * flowing mode while it sits in the agent's free pool.
+ */
+export function idleTimeout(ch: Duplex & Record<string, unknown>): void {
+  let ms = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    if (ms > 0 && !ch.destroyed) {
+      timer = setTimeout(() => {
+        timer = undefined;
+        ch.emit('timeout');
+      }, ms);
+      timer.unref();
+    }
+  };
+  // Activity restarts the count, as on a net.Socket (also after a 'timeout' the listener chose to survive).
+  const touch = () => {
+    if (timer) timer.refresh();
+    else if (ms > 0) arm();
+  };
+  const push = ch.push.bind(ch);
+  ch.push = (chunk: unknown, encoding?: BufferEncoding) => {
+    touch();
+    return push(chunk, encoding);
+  };
+  const write = ch.write.bind(ch) as (...a: unknown[]) => boolean;
+  ch.write = ((...a: unknown[]) => {
+    touch();
+    return write(...a);
+  }) as never;
+  ch.setTimeout = (msecs: number, cb?: () => void) => {
+    ms = msecs;
+    if (cb) {
+      if (msecs > 0) ch.once('timeout', cb);
+      else ch.removeListener('timeout', cb);
+    }
+    arm();
+    return ch;
+  };
+  ch.once('close', () => {
+    ms = 0;
+    arm();
+  });
 }

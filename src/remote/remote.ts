@@ -30,8 +30,12 @@ export interface Remote {
   putFile(localPath: string, remotePath: string, mode?: number): Promise<void>;
   /** Writes content to a remote file over SFTP (atomically). */
   putContent(content: string | Buffer, remotePath: string, mode?: number): Promise<void>;
-  /** A dockerode client whose requests travel over this host's SSH connection to /var/run/docker.sock. */
-  engine(): Docker;
+  /**
+   * A dockerode client whose requests travel over this host's SSH connection to /var/run/docker.sock. A request that
+   * sees no byte for 120 s fails; `untimed` gives a client without that limit, for streams that may stay quiet
+   * longer (`service logs -f`, image loads).
+   */
+  engine(opts?: { untimed?: boolean }): Docker;
   /** Runs a command with the local terminal's streams attached (for `ssh` and `exec`); resolves with its exit code. */
   attach(command: string | undefined, io: AttachIO): Promise<number>;
   /** Closes the connection; idempotent. */

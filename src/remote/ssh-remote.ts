@@ -6,6 +6,9 @@ import { HostStepError } from '../core/errors.js';
 import { dockerSocketAgent } from './docker-agent.js';
 import { type AttachIO, type CommandResult, type Remote, type RunOptions, shq, tail } from './remote.js';
 
+/** An Engine API request that sees no byte for this long fails instead of waiting forever (docker-modem's timeout). */
+export const ENGINE_IDLE_TIMEOUT_MS = 120_000;
+
 /** Where host keys are remembered; first contact records, later contacts must match. */
 export interface HostKeyStore {
   check(k: { host: string; port: number; key: Buffer }): 'new' | 'match' | 'mismatch';
@@ -76,6 +79,8 @@ export async function connectSsh(
 export class SshRemote implements Remote {
   private sftpSession?: Promise<SFTPWrapper>;
   private docker?: Docker;
+  private untimedDocker?: Docker;
+  private agent?: ReturnType<typeof dockerSocketAgent>;
   private closed = false;
 
   constructor(
@@ -169,15 +174,12 @@ export class SshRemote implements Remote {
     await this.check(`chmod ${mode.toString(8)} ${shq(tmp)} && mv -f ${shq(tmp)} ${shq(remotePath)}`, 'upload');
   }
 
-  engine(): Docker {
-    this.docker ??= new Docker({
-      protocol: 'http',
-      host: this.target.name,
-      port: 2375,
-      agent: dockerSocketAgent(this.conn),
-      timeout: 120_000,
-    } as Docker.DockerOptions);
-    return this.docker;
+  engine(opts: { untimed?: boolean } = {}): Docker {
+    // Both clients share one agent: one pool of channels on the host's one SSH connection.
+    const make = (timeout: number) =>
+      new Docker({ protocol: 'http', host: this.target.name, port: 2375, agent: (this.agent ??= dockerSocketAgent(this.conn)), timeout } as Docker.DockerOptions);
+    if (opts.untimed) return (this.untimedDocker ??= make(0));
+    return (this.docker ??= make(ENGINE_IDLE_TIMEOUT_MS));
   }
 
   attach(command: string | undefined, io: AttachIO): Promise<number> {
@@ -208,7 +210,7 @@ export class SshRemote implements Remote {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.docker?.modem && ((this.docker.modem as unknown as { agent?: { destroy(): void } }).agent?.destroy());
+    this.agent?.destroy();
     this.conn.end();
   }
 }

@@ -23,10 +23,12 @@ export async function ensureImages(remote: Remote, images: { spec: ImageSpec; ta
   for (const { spec, tags } of images) {
     const present = await Promise.all(tags.map((t) => engine.getImage(t).inspect().then(() => true, () => false)));
     if (tags.length > 0 && present.every(Boolean)) continue;
+    // Untimed: after the upload the engine may work on large layers for longer than the client's idle limit.
+    const loader = remote.engine({ untimed: true });
     const stream =
       spec.kind === 'import'
-        ? await engine.importImage(createReadStream(spec.file) as never, splitTag(spec.tag ?? 'swarmform/imported:latest'))
-        : await engine.loadImage(createReadStream(spec.file) as never, { quiet: true });
+        ? await loader.importImage(createReadStream(spec.file) as never, splitTag(spec.tag ?? 'swarmform/imported:latest'))
+        : await loader.loadImage(createReadStream(spec.file) as never, { quiet: true });
     await follow(engine, stream as NodeJS.ReadableStream, remote.name, spec.file);
     loaded.push(...tags);
   }

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { Duplex } from 'node:stream';
 import { inspect } from 'node:util';
+import Docker from 'dockerode';
 import { dockerSocketAgent } from '../../src/remote/docker-agent.js';
 
 test('the SSH docker agent formats as its name: docker-modem inspects every request options object with depth null', () => {
@@ -13,4 +15,68 @@ test('the SSH docker agent formats as its name: docker-modem inspects every requ
   const text = inspect({ path: '/nodes', method: 'GET', agent }, { showHidden: true, depth: null });
   assert.match(text, /agent: DockerSocketAgent\(\/var\/run\/docker\.sock\)\n\}$/);
   assert.ok(text.length < 100, text);
+});
+
+/** An ssh2 client stand-in whose channels are Duplexes that `answer` drives once the request has been written. */
+function fakeConn(answer: (ch: Duplex) => void, opened: Duplex[]) {
+  return {
+    openssh_forwardOutStreamLocal(_path: string, cb: (err: Error | undefined, ch: Duplex) => void) {
+      let started = false;
+      const ch: Duplex = new Duplex({
+        read() {},
+        write(_chunk, _enc, done) {
+          if (!started) {
+            started = true;
+            setImmediate(() => answer(ch));
+          }
+          done();
+        },
+      });
+      opened.push(ch);
+      setImmediate(() => cb(undefined, ch));
+    },
+  };
+}
+
+const OK_HEAD = 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n';
+
+test('an Engine API call on an SSH channel that never answers fails after the idle timeout instead of waiting forever', { timeout: 10_000 }, async () => {
+  const opened: Duplex[] = [];
+  const agent = dockerSocketAgent(fakeConn(() => undefined, opened) as never);
+  const engine = new Docker({ protocol: 'http', host: 'h', port: 2375, agent, timeout: 300 } as Docker.DockerOptions);
+  // The idle timer is unref'd like a net.Socket's; a real SSH connection holds the loop open, here this does.
+  const hold = setInterval(() => undefined, 1000);
+  const t0 = Date.now();
+  await assert.rejects(engine.ping()).finally(() => clearInterval(hold));
+  const ms = Date.now() - t0;
+  assert.ok(ms >= 250 && ms < 5000, `failed after ${ms} ms`);
+  agent.destroy();
+});
+
+test('bytes keep a slow answer alive past the idle timeout; an untimed client waits on a quiet channel', async () => {
+  const opened: Duplex[] = [];
+  // Answers "OK" a byte every 100 ms for about 800 ms: longer than the 300 ms idle limit, never idle that long.
+  const slow = (ch: Duplex) => {
+    ch.push(OK_HEAD);
+    let n = 0;
+    const tick = setInterval(() => {
+      if (++n <= 8) ch.push(`1\r\n${n % 2 ? 'O' : 'K'}\r\n`);
+      else {
+        clearInterval(tick);
+        ch.push('0\r\n\r\n');
+      }
+    }, 100);
+  };
+  const agent = dockerSocketAgent(fakeConn(slow, opened) as never);
+  const engine = new Docker({ protocol: 'http', host: 'h', port: 2375, agent, timeout: 300 } as Docker.DockerOptions);
+  const body = await engine.ping();
+  assert.equal(String(body), 'OKOKOKOK');
+  agent.destroy();
+
+  const quiet = dockerSocketAgent(fakeConn(() => undefined, opened) as never);
+  const untimed = new Docker({ protocol: 'http', host: 'h', port: 2375, agent: quiet, timeout: 0 } as Docker.DockerOptions);
+  const outcome = await Promise.race([untimed.ping().then(() => 'answered', () => 'failed'), new Promise((r) => setTimeout(() => r('still waiting'), 700))]);
+  assert.equal(outcome, 'still waiting');
+  quiet.destroy();
+  for (const ch of opened) ch.destroy();
 });
