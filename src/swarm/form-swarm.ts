@@ -12,7 +12,7 @@ import { initSwarm, type SwarmHandle } from './init-swarm.js';
 import { joinNode, joinPrepared, prepareJoin } from './join-node.js';
 import type { Member } from './members.js';
 import { type LocalSwarm, localSwarm } from './node-state.js';
-import { applyNodeSettings } from './node-settings.js';
+import { applyNodeSettings, type EngineNode } from './node-settings.js';
 
 export interface FormOptions {
   events: EventBus;
@@ -92,9 +92,11 @@ export async function formSwarm(members: Member[], opts: FormOptions): Promise<F
   for (const [name, id] of joined.nodeIds) nodeIds.set(name, id);
   failed.push(...joined.failed);
 
-  await waitAllReady(swarm.lead, nodeIds, members, opts.readyTimeoutS ?? 180, opts.events);
-  if (joined.changed > 0) await removePhantoms(swarm.lead, new Set(nodeIds.values()), phaseStart, opts.events);
-  const settings = await applyNodeSettings(swarm.lead, members, nodeIds, { drainManagers: opts.drainManagers, events: opts.events, signal: opts.signal, concurrency: Math.max(8, opts.joinConcurrency) });
+  // The last node list of the Ready wait serves the phantom sweep and the node settings too (at 4,700 nodes a list
+  // is megabytes of JSON; versions read a moment earlier are fine: an update "out of sequence" reads again).
+  const nodes = await waitAllReady(swarm.lead, nodeIds, members, opts.readyTimeoutS ?? 180, opts.events);
+  if (joined.changed > 0) await removePhantoms(swarm.lead, nodes, new Set(nodeIds.values()), phaseStart, opts.events);
+  const settings = await applyNodeSettings(swarm.lead, members, nodeIds, { drainManagers: opts.drainManagers, events: opts.events, signal: opts.signal, concurrency: Math.max(8, opts.joinConcurrency), nodes });
   changed += settings.updated;
   failed.push(...settings.failed);
   return { swarm, nodeIds, failed, changed };
@@ -106,10 +108,8 @@ export async function formSwarm(members: Member[], opts: FormOptions): Promise<F
  * the list with no hostname and status unknown, never to connect (27 of them after 117 joins on the lab). Only nodes
  * created during this phase, with no description, not Ready, not managers, and not any host's node are removed.
  */
-async function removePhantoms(lead: Member, ours: Set<string>, since: number, events: EventBus): Promise<void> {
-  type N = { ID: string; CreatedAt?: string; Spec?: { Role?: string }; Description?: { Hostname?: string }; Status?: { State?: string }; ManagerStatus?: unknown };
+async function removePhantoms(lead: Member, nodes: ListedNode[], ours: Set<string>, since: number, events: EventBus): Promise<void> {
   const engine = lead.remote.engine();
-  const nodes = (await engine.listNodes()) as N[];
   const phantoms = nodes.filter(
     (n) => !ours.has(n.ID) && !n.Description?.Hostname && !n.ManagerStatus && n.Spec?.Role !== 'manager' && n.Status?.State !== 'ready' && Date.parse(n.CreatedAt ?? '') >= since - 60_000,
   );
@@ -162,15 +162,15 @@ async function confirmReachable(lead: Member, m: Member, nodeId: string): Promis
 }
 
 /** One node list per poll (not one call per node): O(N) per poll whatever the cluster size. */
-async function waitAllReady(lead: Member, nodeIds: Map<string, string>, members: Member[], timeoutS: number, events: EventBus): Promise<void> {
+async function waitAllReady(lead: Member, nodeIds: Map<string, string>, members: Member[], timeoutS: number, events: EventBus): Promise<ListedNode[]> {
   const want = new Set(nodeIds.values());
   let notReady: string[] = [];
-  await pollUntil(
+  const nodes = await pollUntil(
     async () => {
-      const nodes = (await lead.remote.engine().listNodes()) as { ID: string; Status?: { State?: string } }[];
+      const nodes = (await lead.remote.engine().listNodes()) as ListedNode[];
       const ready = new Set(nodes.filter((n) => n.Status?.State === 'ready').map((n) => n.ID));
       notReady = [...nodeIds.entries()].filter(([, id]) => !ready.has(id)).map(([name]) => name);
-      return [...want].every((id) => ready.has(id)) ? true : undefined;
+      return [...want].every((id) => ready.has(id)) ? nodes : undefined;
     },
     {
       timeoutMs: timeoutS * 1000,
@@ -179,7 +179,11 @@ async function waitAllReady(lead: Member, nodeIds: Map<string, string>, members:
     },
   );
   events.info(`all ${want.size} nodes Ready`);
+  return nodes;
 }
+
+/** A node as the Engine API lists it (the fields the swarm phase reads). */
+type ListedNode = EngineNode & { CreatedAt?: string; Description?: { Hostname?: string }; Status?: { State?: string }; ManagerStatus?: unknown };
 
 /**
  * Joins the workers through the managers, paced by a {@link JoinPacer}: at most `joinConcurrency` in flight, at most

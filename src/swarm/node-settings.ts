@@ -14,7 +14,7 @@ interface NodeSpec {
   Name?: string;
 }
 
-interface EngineNode {
+export interface EngineNode {
   ID: string;
   Version: { Index: number };
   Spec: NodeSpec;
@@ -63,10 +63,10 @@ export async function applyNodeSettings(
   lead: Member,
   members: Member[],
   nodeIds: Map<string, string>,
-  opts: { drainManagers: boolean; events: EventBus; signal?: AbortSignal; concurrency?: number },
+  opts: { drainManagers: boolean; events: EventBus; signal?: AbortSignal; concurrency?: number; nodes?: EngineNode[] },
 ): Promise<{ updated: number; failed: { host: string; error: Error }[] }> {
   const engine = lead.remote.engine();
-  const nodes = (await engine.listNodes()) as EngineNode[];
+  const nodes = opts.nodes ?? ((await engine.listNodes()) as EngineNode[]);
   const byId = new Map(nodes.map((n) => [n.ID, n]));
   const todo: { m: Member; node: EngineNode; spec: NodeSpec }[] = [];
   for (const m of members) {

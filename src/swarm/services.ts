@@ -53,6 +53,7 @@ export async function waitServicesConverged(lead: Member, names: string[], event
   const engine = lead.remote.engine();
   const deadline = Date.now() + timeoutS * 1000;
   const lastReport = new Map<string, string>();
+  let pollMs = 100;
   for (;;) {
     const services = ((await engine.listServices()) as EngineService[]).filter((s) => names.includes(s.Spec.Name));
     const tasks = (await engine.listTasks({ filters: JSON.stringify({ 'desired-state': ['running'] }) } as object)) as EngineTask[];
@@ -75,7 +76,10 @@ export async function waitServicesConverged(lead: Member, names: string[], event
         hint: 'look at `swarmform ssh <manager> -- docker service ps --no-trunc <service>`',
       });
     }
-    await sleep(1000);
+    // Quick looks first (most tasks start within a second), then once a second: a short `up` is not padded to the
+    // next whole second, and a long convergence does not list every task ten times a second.
+    await sleep(pollMs);
+    pollMs = Math.min(1000, pollMs * 1.5);
   }
 }
 
