@@ -32,31 +32,40 @@ export class Sessions {
 
   /** Opens (or reuses) one connection per machine, waiting for SSH with backoff up to `timeoutS`; failures are returned. */
   async connect(machines: Machine[], opts: { phase: Phase; timeoutS: number; concurrency?: number; signal?: AbortSignal }) {
-    const result = await fanout(
-      machines,
-      async (m) => {
-        const have = this.get(m.name);
-        if (have) return have;
-        const deadline = Date.now() + opts.timeoutS * 1000;
-        const via = transports.get(m.provider);
-        const remote = await retry(
-          () => via ? via(m) : connectSsh({ name: m.name, host: m.ssh.host, port: m.ssh.port, user: m.ssh.user, keyPath: m.ssh.keyPath }, this.hostKeys, { readyTimeoutMs: 15_000 }),
-          {
-            retries: 1000,
-            minMs: 200,
-            maxMs: 3000,
-            factor: 1.6,
-            deadlineMs: deadline,
-            retryable: (e) => !(e instanceof HostKeyMismatchError) && Date.now() < deadline,
-          },
-        );
-        this.open.set(m.name, remote);
-        return remote;
-      },
-      { phase: opts.phase, step: 'ssh', key: (m) => m.name, concurrency: opts.concurrency ?? 64, events: this.events, signal: opts.signal, quiet: true },
-    );
-    await this.hostKeys.flush();
+    const result = await fanout(machines, (m) => this.connectOne(m, opts.timeoutS), {
+      phase: opts.phase, step: 'ssh', key: (m) => m.name, concurrency: opts.concurrency ?? 64, events: this.events, signal: opts.signal, quiet: true,
+    });
+    await this.flushHostKeys();
     return result;
+  }
+
+  /**
+   * Opens (or reuses) one machine's connection, waiting for SSH with backoff up to `timeoutS`; throws on failure.
+   * For callers that connect inside their own fan-out: they call {@link flushHostKeys} once at the end.
+   */
+  async connectOne(m: Machine, timeoutS: number): Promise<Session> {
+    const have = this.get(m.name);
+    if (have) return have;
+    const deadline = Date.now() + timeoutS * 1000;
+    const via = transports.get(m.provider);
+    const remote = await retry(
+      () => via ? via(m) : connectSsh({ name: m.name, host: m.ssh.host, port: m.ssh.port, user: m.ssh.user, keyPath: m.ssh.keyPath }, this.hostKeys, { readyTimeoutMs: 15_000 }),
+      {
+        retries: 1000,
+        minMs: 200,
+        maxMs: 3000,
+        factor: 1.6,
+        deadlineMs: deadline,
+        retryable: (e) => !(e instanceof HostKeyMismatchError) && Date.now() < deadline,
+      },
+    );
+    this.open.set(m.name, remote);
+    return remote;
+  }
+
+  /** Writes host keys learned by {@link connectOne} to the state (known_hosts). */
+  flushHostKeys(): Promise<void> {
+    return this.hostKeys.flush();
   }
 
   /** Closes every connection. */

@@ -108,10 +108,10 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
     const facts = new Map<string, HostFacts>();
     const ready = await timed('bootstrap', machines.length, async () => {
       const connectTimeout = Math.max(...inventory.hosts.map((h) => h.ssh.connectTimeout));
-      // `swarm.bootstrapConcurrency` hosts at once (32 by default: SSH fan-out from a laptop); connects at least as many.
+      // `swarm.bootstrapConcurrency` hosts at once (32 by default: SSH fan-out from a laptop). Each host connects in its
+      // own slot and goes straight on to its bootstrap: no host waits for the slowest one to answer SSH (a host still
+      // booting, or one that never answers and holds its slot for the connect timeout).
       const bootstrapConcurrency = inventory.swarm.bootstrapConcurrency ?? 32; // ?? for inventories built in code
-      const conn = await sessions.connect(machines, { phase: 'bootstrap', timeoutS: connectTimeout, concurrency: Math.max(64, bootstrapConcurrency), signal: ctx.signal });
-      for (const f of conn.failed) fail(f.item.name, 'ssh', f.error);
       const memberCidrs = inventory.swarm.advertise.kind === 'cidr'
         ? [inventory.swarm.advertise.cidr]
         : collapseToCidrs(machines.map((m) => (inventory.swarm.advertise.kind === 'public' ? (m.publicAddress ?? m.privateAddress) : m.privateAddress)));
@@ -130,17 +130,23 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
           memberCidrs,
         });
       }
+      const unreachable = new Set<string>();
       const r = await fanout(
-        conn.done.map((d) => d.item),
+        machines,
         async (m) => {
-          const out = await bootstrapHost(sessions.get(m.name)!, m, plans.get(m.provider)!, events);
+          const remote = await sessions.connectOne(m, connectTimeout).catch((err: Error) => {
+            unreachable.add(m.name);
+            throw err;
+          });
+          const out = await bootstrapHost(remote, m, plans.get(m.provider)!, events);
           facts.set(m.name, out.facts);
           if (!out.unchanged) result.changes.bootstrap++;
           return out.unchanged ? { skipped: true as const, message: `engine ${out.engineVersion}, nothing to change` } : `engine ${out.engineVersion}`;
         },
         { phase: 'bootstrap', step: 'bootstrap', key: (m) => m.name, concurrency: bootstrapConcurrency, events, signal: ctx.signal },
       );
-      for (const f of r.failed) fail(f.item.name, 'bootstrap', f.error);
+      await sessions.flushHostKeys();
+      for (const f of r.failed) fail(f.item.name, unreachable.has(f.item.name) ? 'ssh' : 'bootstrap', f.error);
       return succeeded(r);
     });
 

@@ -194,10 +194,10 @@ test('swarm.bootstrapConcurrency: 32 by default, read by the bounds, and an erro
   };
   const plain = await inv('  drainManagers: true\n').load();
   assert.equal(plain.swarm.bootstrapConcurrency, 32);
-  assert.deepEqual(boundInputOf(plain).windows, { connect: 64, bootstrap: 32, probe: 64 });
+  assert.deepEqual(boundInputOf(plain).windows, { bootstrap: 32, probe: 64 });
   const wide = await inv('  bootstrapConcurrency: 500\n').load();
   assert.equal(wide.swarm.bootstrapConcurrency, 500);
-  assert.deepEqual(boundInputOf(wide).windows, { connect: 500, bootstrap: 500, probe: 64 });
+  assert.deepEqual(boundInputOf(wide).windows, { bootstrap: 500, probe: 64 });
   for (const bad of ['0', '1001', '2.5', 'many']) {
     const { file, load } = inv(`  bootstrapConcurrency: ${bad}\n`);
     await assert.rejects(load(), (err: unknown) => {

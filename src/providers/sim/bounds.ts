@@ -3,8 +3,8 @@
  * used fully. Two bounds per phase:
  * - `model`: only the simulated world's limits (the cloud API's batches, rate and concurrency; the package mirror;
  *   each manager's signing capacity; the task start rate), with any number of hosts worked on at once;
- * - `windows`: the same, plus the tool's own fan-out windows (SSH connects max(64, `swarm.bootstrapConcurrency`),
- *   bootstrap `swarm.bootstrapConcurrency`, state probes 64, joins `swarm.joinConcurrency` spread over the managers),
+ * - `windows`: the same, plus the tool's own fan-out windows (bootstrap `swarm.bootstrapConcurrency` hosts at once,
+ *   each connecting in its own slot; state probes 64, joins `swarm.joinConcurrency` spread over the managers),
  *   i.e. the best the current pacing could do; {@link boundInputOf} reads them from the inventory.
  * Means of the latency distributions are used, so a lucky run can beat a bound by a little.
  */
@@ -20,8 +20,8 @@ export interface BoundInput {
   joinConcurrency: number;
   /** Service replicas to start (sum over services). */
   replicas: number;
-  /** The tool's windows (defaults: connect 64, bootstrap 32, probe 64; {@link boundInputOf} takes the inventory's). */
-  windows?: { connect: number; bootstrap: number; probe: number };
+  /** The tool's windows (defaults: bootstrap 32, probe 64; {@link boundInputOf} takes the inventory's). */
+  windows?: { bootstrap: number; probe: number };
 }
 
 /** The bound's input for a loaded inventory: its managers and workers, join and bootstrap windows, replicas. */
@@ -34,8 +34,8 @@ export function boundInputOf(inv: Pick<Inventory, 'hosts' | 'swarm' | 'services'
     workers,
     joinConcurrency: inv.swarm.joinConcurrency,
     replicas: inv.services.reduce((a, s) => a + (s.mode === 'global' ? workers : s.replicas), 0),
-    // As src/core/up.ts opens them: connects at least 64 at once, bootstrap `swarm.bootstrapConcurrency`.
-    windows: { connect: Math.max(64, bootstrap), bootstrap, probe: 64 },
+    // As src/core/up.ts runs them: `swarm.bootstrapConcurrency` hosts at once, each connecting in its own slot.
+    windows: { bootstrap, probe: 64 },
   };
 }
 
@@ -54,7 +54,7 @@ export interface Bounds {
 export function lowerBounds(s: SimSettings, x: BoundInput): Bounds {
   const k = s.timeScale;
   const n = x.managers + x.workers;
-  const w = { connect: 64, bootstrap: 32, probe: 64, ...x.windows };
+  const w = { bootstrap: 32, probe: 64, ...x.windows };
   const rtt = meanOf(s.ssh.rtt);
   const api = rtt + meanOf(s.engine.apiTime);
   const install = meanOf(s.engine.installTime);
@@ -80,7 +80,7 @@ export function lowerBounds(s: SimSettings, x: BoundInput): Bounds {
   const swarmWindows = api * Math.ceil(n / w.probe) + (api + write * 10) + Math.max(0, x.managers - 1) * managerJoin + x.workers * perJoin + tail;
 
   const bootstrapModel = connect + bootRest + rtt + Math.max(1, n / s.engine.mirrorConcurrency) * install;
-  const bootstrapWindows = Math.max(bootstrapModel, (n / w.connect) * connect + (n / w.bootstrap) * (bootRest + rtt + install));
+  const bootstrapWindows = Math.max(bootstrapModel, (n / w.bootstrap) * (connect + bootRest + rtt + install));
   const workloads = x.replicas > 0 ? write + (x.replicas / s.swarm.tasksPerSecond) * 1000 : 0;
 
   const model = { provision, bootstrap: bootstrapModel, swarm: swarmModel, workloads };
