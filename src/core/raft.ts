@@ -880,7 +880,8 @@ export async function beforeSwarm(ctx: Context, members: Member[]): Promise<Reco
   }
   await clearStaleManagers(ctx, members);
   const wanted = new Set(members.filter((m) => m.machine.role === 'manager').map((m) => m.machine.name));
-  return reconcileManagers(members, wanted, { events: ctx.events, mode: 'promote', signal: ctx.signal });
+  const knownSwarm = Boolean((await ctx.state.read()).swarm);
+  return reconcileManagers(members, wanted, { events: ctx.events, mode: 'promote', signal: ctx.signal, knownSwarm });
 }
 
 /**

@@ -54,6 +54,7 @@ export async function waitServicesConverged(lead: Member, names: string[], event
   const deadline = Date.now() + timeoutS * 1000;
   const lastReport = new Map<string, string>();
   let pollMs = 100;
+  const started = Date.now();
   for (;;) {
     const services = ((await engine.listServices()) as EngineService[]).filter((s) => names.includes(s.Spec.Name));
     const tasks = (await engine.listTasks({ filters: JSON.stringify({ 'desired-state': ['running'] }) } as object)) as EngineTask[];
@@ -76,10 +77,10 @@ export async function waitServicesConverged(lead: Member, names: string[], event
         hint: 'look at `swarmform ssh <manager> -- docker service ps --no-trunc <service>`',
       });
     }
-    // Quick looks first (most tasks start within a second), then once a second: a short `up` is not padded to the
-    // next whole second, and a long convergence does not list every task ten times a second.
+    // A look every 100 ms for the first 3 s (most tasks start within a second), then slowing to once a second: a
+    // short `up` is not padded to the next whole second, and a long convergence does not list every task 10 times a second.
     await sleep(pollMs);
-    pollMs = Math.min(1000, pollMs * 1.5);
+    if (Date.now() - started > 3000) pollMs = Math.min(1000, pollMs * 1.5);
   }
 }
 

@@ -4,7 +4,7 @@
  * - `model`: only the simulated world's limits (the cloud API's batches, rate and concurrency; the package mirror;
  *   each manager's signing capacity; the task start rate), with any number of hosts worked on at once;
  * - `windows`: the same, plus the tool's own fan-out windows (bootstrap `swarm.bootstrapConcurrency` hosts at once,
- *   each connecting in its own slot; state probes 64, joins `swarm.joinConcurrency` spread over the managers),
+ *   each connecting in its own slot; the managers' state probes 64 at once, joins `swarm.joinConcurrency` spread over the managers),
  *   i.e. the best the current pacing could do; {@link boundInputOf} reads them from the inventory.
  * Means of the latency distributions are used, so a lucky run can beat a bound by a little.
  */
@@ -66,7 +66,7 @@ export function lowerBounds(s: SimSettings, x: BoundInput): Bounds {
   // list), start (systemctl, then ping and version).
   const bootRest = rtt + rtt + 4 * rtt + 3 * rtt + (rtt + meanOf(s.engine.startTime)) + 2 * api;
   const bootPath = connect + bootRest + rtt + install;
-  // A worker join: state probe, docker info, port check, swarm join (signing), docker info, node inspect, node update.
+  // A worker join: docker info, port check, swarm join (signing), docker info, node inspect, node update.
   const joinRest = api + rtt + api + api + api + (api + write);
   const joinPath = joinRest + sign;
   const managerJoin = api + rtt + api + sign + api + api;
@@ -77,7 +77,7 @@ export function lowerBounds(s: SimSettings, x: BoundInput): Bounds {
   const swarmModel = api + (api + write * 10) + Math.max(0, x.managers - 1) * managerJoin + (x.workers * sign) / capacity + joinRest + tail;
   // With J joins in flight, a join every joinPath / J, but never faster than the managers sign (capacity / sign).
   const perJoin = Math.max(joinPath / Math.max(1, x.joinConcurrency), sign / capacity);
-  const swarmWindows = api * Math.ceil(n / w.probe) + (api + write * 10) + Math.max(0, x.managers - 1) * managerJoin + x.workers * perJoin + tail;
+  const swarmWindows = api * Math.ceil(Math.max(1, x.managers) / w.probe) + (api + write * 10) + Math.max(0, x.managers - 1) * managerJoin + x.workers * perJoin + tail;
 
   const bootstrapModel = connect + bootRest + rtt + Math.max(1, n / s.engine.mirrorConcurrency) * install;
   const bootstrapWindows = Math.max(bootstrapModel, (n / w.bootstrap) * (connect + bootRest + rtt + install));
