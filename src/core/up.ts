@@ -10,6 +10,7 @@ import type { HostFacts } from '../bootstrap/facts.js';
 import { bundleRef } from '../bootstrap/install-engine.js';
 import type { ImageSpec } from '../inventory/types.js';
 import type { Machine, ProviderArtifacts } from '../providers/provider.js';
+import { checkReachability } from '../providers/reachability.js';
 import { throwIfCancelled } from '../run/cancelled.js';
 import { fanout, succeeded } from '../run/fanout.js';
 import { phase } from '../run/phase.js';
@@ -20,7 +21,7 @@ import type { Member } from '../swarm/members.js';
 import { applyServices, waitServicesConverged } from '../swarm/services.js';
 import { type ClusterStatus, readStatus } from '../swarm/status.js';
 import type { Context } from './context.js';
-import { PartialError } from './errors.js';
+import { PartialError, UsageError } from './errors.js';
 import type { Phase } from './events.js';
 import { afterSwarm, beforeSwarm, initSpec, rolesForUp } from './raft.js';
 import { Sessions } from './sessions.js';
@@ -72,6 +73,14 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
     }
   };
 
+  // Hosts whose advertise addresses cannot reach each other would be created and then fail every join: refused
+  // before anything is touched (the same offline check `plan` prints).
+  const reach = checkReachability(inventory, ctx.providers.map(({ provider, hosts }) => ({ name: provider.name, hosts })));
+  if (!reach.ok) {
+    throw new UsageError(`${inventory.file}: the hosts could not reach each other over the swarm ports:\n  ${reach.lines.join('\n  ')}`, {
+      hint: 'fix swarm.advertise or providers.<name>.swarmFrom as said above; `swarmform plan` shows the check',
+    });
+  }
   // Compose stacks are loaded and validated in full before anything is touched.
   const stacks = last >= ORDER.indexOf('workloads') ? planInventoryStacks(ctx) : [];
   for (const { provider } of ctx.providers) await provider.preflight(ctx.providerContext);

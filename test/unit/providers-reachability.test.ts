@@ -10,6 +10,9 @@ import { test } from 'node:test';
 import { openContext } from '../../src/core/context.js';
 import { EventBus } from '../../src/core/events.js';
 import { plan } from '../../src/core/plan.js';
+import { up } from '../../src/core/up.js';
+import { UsageError } from '../../src/core/errors.js';
+import { existsSync } from 'node:fs';
 import { formatPlan } from '../../src/cli/format.js';
 import { cloudContext, operatorKey } from '../support/stubs/cloud-test-kit.js';
 
@@ -88,4 +91,21 @@ groups:
   const r = plan((await cloudContext(text, dir)).ctx).reachability;
   assert.equal(r.ok, false);
   assert.match(r.lines[0]!, /lab bridge 198\.18\.50\.0\/24 on this machine/);
+});
+
+test('up refuses hosts that could not reach each other before it touches anything, naming the file and the keys', async () => {
+  // Endpoints on a closed loopback port: should the check let it through, nothing could leave this machine.
+  const text = mixed('private')
+    .replace('aws: { region: eu-west-1', 'aws: { endpoint: "http://127.0.0.1:9", region: eu-west-1')
+    .replace('digitalocean: { region: fra1', 'digitalocean: { endpoint: "http://127.0.0.1:9", region: fra1');
+  const { ctx, seen, file } = await cloudContext(text, dir);
+  await assert.rejects(up(ctx), (err: unknown) => {
+    assert.ok(err instanceof UsageError, String(err));
+    assert.equal(err.exitCode, 2);
+    assert.ok(err.message.startsWith(`${file}: the hosts could not reach each other over the swarm ports:\n  problem: aws 3 manager(s) advertise`), err.message);
+    assert.match(err.hint ?? '', /swarm\.advertise or providers\.<name>\.swarmFrom/);
+    return true;
+  });
+  assert.deepEqual(seen.filter((e) => e.type === 'phase' || e.type === 'step'), []);
+  assert.equal(existsSync(join(ctx.state.dir, 'state.json')), false, 'no state was written');
 });
