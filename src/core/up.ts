@@ -93,13 +93,14 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
       for (const { provider, hosts } of ctx.providers) {
         await provider.network(ctx.providerContext);
         const existing = new Map((await provider.list(ctx.providerContext)).map((m) => [m.name, m]));
-        const missing = hosts.filter((h) => !existing.has(h.name));
+        // Stopped machines go to create too, which starts them (a provider that reports them: EC2).
+        const missing = hosts.filter((h) => !existing.has(h.name) || existing.get(h.name)!.stopped);
         const created = missing.length ? await provider.create(missing, ctx.providerContext) : { done: [], failed: [] };
         if (provider.info().ownsMachines) result.changes.provision += created.done.length;
         for (const f of created.failed) fail(f.name, 'provision', f.error);
         const wanted = new Set(hosts.map((h) => h.name));
         for (const m of existing.values()) {
-          if (!wanted.has(m.name)) continue;
+          if (!wanted.has(m.name) || m.stopped) continue;
           all.push(m);
           events.emit({ type: 'step', phase: 'provision', host: m.name, step: 'machine', status: 'skip', message: 'exists' });
         }

@@ -28,6 +28,11 @@ export interface Machine {
   };
   labels: Record<string, string>;
   init: InitSystem;
+  /**
+   * The machine exists but is stopped (an EC2 instance someone stopped): `up` hands its host to `create`, which
+   * starts it instead of making another. Absent for providers that do not report it.
+   */
+  stopped?: boolean;
 }
 
 /** What a provider can do; read by planning and by the fan-out engine to size batches. */

@@ -48,9 +48,10 @@ ${groups}
 async function provision(p: AwsProvider, ctx: Awaited<ReturnType<typeof cloudContext>>['ctx']) {
   const pc = ctx.providerContext;
   await p.network(pc);
-  const existing = new Set((await p.list(pc)).map((m) => m.name));
+  const existing = new Map((await p.list(pc)).map((m) => [m.name, m]));
   const hosts = ctx.providers[0]!.hosts;
-  return p.create(hosts.filter((h) => !existing.has(h.name)), pc);
+  // As up does: stopped machines go to create too, which starts them.
+  return p.create(hosts.filter((h) => !existing.has(h.name) || existing.get(h.name)!.stopped), pc);
 }
 
 test('2,384 hosts: RunInstances in batches of 100 per group, names by CreateTags, as plan predicts', { timeout: 240_000 }, async () => {
@@ -235,6 +236,38 @@ test('an interrupted run (launched, never named) is adopted, not launched again'
     assert.equal(stub.live().length, 4);
     assert.equal(stub.count('RunInstances') - before, 2, 'only the manager and the third worker were launched');
     assert.deepEqual(stub.live().map((i) => i.tags.Name).sort(), ['managers-1', 'workers-1', 'workers-2', 'workers-3']);
+  } finally {
+    await stub.stop();
+  }
+});
+
+test('a stopped instance is started, not launched again, and waited for as a new one', async () => {
+  const stub = await new Ec2Stub().start();
+  try {
+    const text = inventory(stub, 't-cloud', '  managers: { role: manager, count: 1 }\n  workers: { role: worker, count: 2 }');
+    const first = await cloudContext(text, dir);
+    assert.equal((await provision(new AwsProvider(), first.ctx)).done.length, 3);
+    // Someone stops a worker (through the real SDK client, as the console would).
+    const { EC2Client, StopInstancesCommand } = await import('@aws-sdk/client-ec2');
+    const raw = new EC2Client({ region: 'eu-west-1', endpoint: stub.url });
+    const named = (n: string) => stub.live().find((i) => i.tags.Name === n)!;
+    await raw.send(new StopInstancesCommand({ InstanceIds: [named('workers-2').id] }));
+    const second = await cloudContext(text, dir);
+    const listed = await new AwsProvider().list(second.ctx.providerContext);
+    assert.deepEqual(listed.filter((m) => m.stopped).map((m) => m.name), ['workers-2']);
+    const runs = stub.count('RunInstances');
+    const r = await provision(new AwsProvider(), second.ctx);
+    assert.deepEqual(r.failed, []);
+    assert.deepEqual(r.done.map((m) => m.name), ['workers-2']);
+    assert.equal(stub.count('RunInstances'), runs, 'no instance launched');
+    assert.equal(stub.count('StartInstances'), 1);
+    assert.equal(named('workers-2').state, 'running');
+    assert.equal(stub.live().length, 3);
+    assert.match(messages(second.seen), /workers-2 start instance ok i-\S+ at /);
+    // Running again: nothing to start or launch.
+    const third = await cloudContext(text, dir);
+    const r3 = await provision(new AwsProvider(), third.ctx);
+    assert.equal(r3.done.length + r3.failed.length, 0);
   } finally {
     await stub.stop();
   }

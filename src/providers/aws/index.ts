@@ -156,9 +156,14 @@ export class AwsProvider implements Provider {
     const cluster = ctx.inventory.cluster;
     const result: BatchResult = { done: [], failed: [] };
     const found = await discover(client, cluster);
-    const named = new Set(found.filter((i) => tagOf(i.Tags, TAG.name)).map((i) => tagOf(i.Tags, TAG.name)!));
-    let pending = hosts.filter((h) => !named.has(h.name));
+    // A host whose instance was stopped gets that instance started, not a second one (its disk may hold data).
+    const wanted = new Set(hosts.map((h) => h.name));
+    const asleep = found.filter((i) => wanted.has(tagOf(i.Tags, TAG.name) ?? '') && isStopped(i));
+    const named = new Set(found.filter((i) => tagOf(i.Tags, TAG.name) && !asleep.includes(i)).map((i) => tagOf(i.Tags, TAG.name)!));
+    const asleepNames = new Set(asleep.map((i) => tagOf(i.Tags, TAG.name)!));
+    let pending = hosts.filter((h) => !named.has(h.name) && !asleepNames.has(h.name));
     for (const h of hosts) if (named.has(h.name)) ctx.events.emit({ type: 'step', phase: 'provision', host: h.name, step: 'create instance', status: 'skip', message: 'exists' });
+    if (asleep.length) result.done.push(...(await this.wake(env, ctx, hosts, asleep, result)));
 
     // Instances of a crashed run that were launched but not yet named are adopted instead of launching more.
     const launched: { host: HostSpec; id: string }[] = [];
@@ -287,16 +292,55 @@ export class AwsProvider implements Provider {
     return p;
   }
 
+  /**
+   * Starts stopped instances of wanted hosts (StartInstances, 500 ids a call) and waits for running and SSH as for
+   * new ones. One that is still stopping, or does not come up, is reported failed and left as it is (never
+   * terminated: it is the user's machine, with its disk).
+   */
+  private async wake(env: Env, ctx: ProviderContext, hosts: HostSpec[], asleep: Instance[], result: BatchResult): Promise<Machine[]> {
+    const byName = new Map(hosts.map((h) => [h.name, h]));
+    const failures: Failure[] = [];
+    const startable: { host: HostSpec; id: string }[] = [];
+    for (const i of asleep) {
+      const host = byName.get(tagOf(i.Tags, TAG.name)!)!;
+      ctx.events.emit({ type: 'step', phase: 'provision', host: host.name, step: 'start instance', status: 'start' });
+      if (i.State?.Name === 'stopping') failures.push({ host, error: new Error(`instance ${i.InstanceId} is stopping; run \`up\` again once it has stopped`), retry: false });
+      else startable.push({ host, id: i.InstanceId! });
+    }
+    const started: { host: HostSpec; id: string }[] = [];
+    for (const part of chunk(startable, 500)) {
+      try {
+        await env.client.send(new ec2.StartInstancesCommand({ InstanceIds: part.map((x) => x.id) }));
+        started.push(...part);
+      } catch (e) {
+        const error = cleanError(e, 'StartInstances');
+        for (const x of part) failures.push({ host: x.host, error, retry: false });
+      }
+    }
+    const machines = await this.settle(env, ctx, started, failures, { step: 'start instance', terminateBroken: false, named: true });
+    for (const f of failures) {
+      result.failed.push({ name: f.host.name, error: f.error });
+      ctx.events.emit({ type: 'step', phase: 'provision', host: f.host.name, step: 'start instance', status: 'fail', message: f.error.message });
+    }
+    return machines;
+  }
+
   /** Names launched instances, waits for running and SSH; returns the machines that came up. */
-  private async settle(env: Env, ctx: ProviderContext, launched: { host: HostSpec; id: string }[], failures: Failure[]): Promise<Machine[]> {
+  private async settle(
+    env: Env,
+    ctx: ProviderContext,
+    launched: { host: HostSpec; id: string }[],
+    failures: Failure[],
+    opts: { step: string; terminateBroken: boolean; named: boolean } = { step: 'create instance', terminateBroken: true, named: false },
+  ): Promise<Machine[]> {
     const { s, client } = env;
     const deadline = Date.now() + s.waitTimeout * 1000;
     const broken: { host: HostSpec; id: string; error: Error }[] = [];
     // Name tags: one CreateTags per instance (EC2 has no per-instance tags in RunInstances), a few in flight.
     const tagLimit = pLimit(8);
-    const named: { host: HostSpec; id: string }[] = [];
+    const named: { host: HostSpec; id: string }[] = opts.named ? [...launched] : [];
     await Promise.all(
-      launched.map((l) =>
+      (opts.named ? [] : launched).map((l) =>
         tagLimit(async () => {
           try {
             await client.send(new ec2.CreateTagsCommand({ Resources: [l.id], Tags: [{ Key: TAG.name, Value: l.host.name }] }));
@@ -322,7 +366,8 @@ export class AwsProvider implements Provider {
           const l = byId.get(inst.InstanceId!)!;
           const state = inst.State?.Name;
           if (state === 'running') running.set(inst.InstanceId!, inst);
-          else if (state === 'terminated' || state === 'shutting-down' || state === 'stopped' || state === 'stopping') {
+          // Just after StartInstances an eventually consistent read may still say stopped: a started one is waited for.
+          else if (state === 'terminated' || state === 'shutting-down' || (opts.terminateBroken && (state === 'stopped' || state === 'stopping'))) {
             byId.delete(inst.InstanceId!);
             broken.push({ ...l, error: new Error(`instance ${inst.InstanceId} went ${state}: ${inst.StateReason?.Message ?? inst.StateTransitionReason ?? 'no reason given'}`) });
           }
@@ -346,17 +391,17 @@ export class AwsProvider implements Provider {
           try {
             await waitForSsh(m.ssh.host, m.ssh.port, Math.max(1_000, deadline - Date.now()), ctx.signal);
             machines.push(m);
-            ctx.events.emit({ type: 'step', phase: 'provision', host: m.name, step: 'create instance', status: 'ok', message: `${m.providerId} at ${m.privateAddress}` });
+            ctx.events.emit({ type: 'step', phase: 'provision', host: m.name, step: opts.step, status: 'ok', message: `${m.providerId} at ${m.privateAddress}` });
           } catch (e) {
             broken.push({ ...l, error: e as Error });
           }
         }),
       ),
     );
-    // What did not come up is terminated (no orphans) and retried by the caller.
+    // What did not come up is terminated (no orphans) and retried by the caller; a started instance is left as it is.
     if (broken.length) {
-      await terminate(client, broken.map((b) => b.id)).catch(() => undefined);
-      for (const b of broken) failures.push({ host: b.host, error: b.error, retry: true });
+      if (opts.terminateBroken) await terminate(client, broken.map((b) => b.id)).catch(() => undefined);
+      for (const b of broken) failures.push({ host: b.host, error: b.error, retry: opts.terminateBroken });
     }
     return machines;
   }
@@ -484,6 +529,11 @@ async function terminate(client: EC2Client, ids: string[]): Promise<void> {
 }
 
 /** An instance as a Machine: SSH over the configured address, the private address advertised. */
+/** Stopped, or on its way there: such an instance is started by `up`, not counted as up. */
+function isStopped(i: Instance): boolean {
+  return i.State?.Name === 'stopped' || i.State?.Name === 'stopping';
+}
+
 function toMachine(inst: Instance, spec: HostSpec | undefined, s: AwsSettings, inv: Inventory): Machine {
   const name = tagOf(inst.Tags, TAG.name)!;
   const priv = inst.PrivateIpAddress ?? '';
@@ -501,6 +551,7 @@ function toMachine(inst: Instance, spec: HostSpec | undefined, s: AwsSettings, i
     ssh: { host: sshHost, port: base?.ssh.port ?? 22, user: base?.ssh.user ?? 'ubuntu', keyPath: base?.ssh.key },
     labels: { ...(spec?.labels ?? {}), 'swarmform.instance-type': inst.InstanceType ?? '' },
     init: 'detect',
+    ...(isStopped(inst) ? { stopped: true } : {}),
   };
 }
 

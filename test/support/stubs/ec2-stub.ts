@@ -14,7 +14,7 @@ export interface StubInstance {
   id: string;
   imageId: string;
   type: string;
-  state: 'pending' | 'running' | 'shutting-down' | 'terminated';
+  state: 'pending' | 'running' | 'shutting-down' | 'terminated' | 'stopping' | 'stopped';
   private: string;
   public?: string;
   launchIndex: number;
@@ -214,6 +214,23 @@ export class Ec2Stub {
       }
       case 'DescribeInstances':
         return this.describe(p, filters);
+      case 'StopInstances':
+      case 'StartInstances': {
+        const ids = listOf(p, 'InstanceId');
+        const missing = ids.find((id) => !this.instances.has(id));
+        if (missing) throw Object.assign(new Error(`The instance ID '${missing}' does not exist`), { code: 'InvalidInstanceID.NotFound' });
+        const [from, to] = action === 'StartInstances' ? (['stopped', 'pending'] as const) : (['running', 'stopping'] as const);
+        const wrong = ids.map((id) => this.instances.get(id)!).find((i) => i.state !== from && i.state !== to && !(to === 'pending' && i.state === 'running'));
+        if (wrong) throw Object.assign(new Error(`The instance '${wrong.id}' is not in a state from which it can be ${action === 'StartInstances' ? 'started' : 'stopped'}.`), { code: 'IncorrectInstanceState' });
+        return {
+          instancesSet: ids.map((id) => {
+            const i = this.instances.get(id)!;
+            const prev = i.state;
+            if (i.state === from) i.state = to;
+            return { instanceId: id, previousState: state(prev), currentState: state(i.state) };
+          }),
+        };
+      }
       case 'TerminateInstances': {
         const ids = listOf(p, 'InstanceId');
         const missing = ids.find((id) => !this.instances.has(id));
@@ -285,6 +302,7 @@ export class Ec2Stub {
     for (const i of this.instances.values()) {
       if (i.state === 'pending') i.state = i.dies ? 'terminated' : 'running';
       else if (i.state === 'shutting-down') i.state = 'terminated';
+      else if (i.state === 'stopping') i.state = 'stopped';
     }
     const ids = listOf(p, 'InstanceId');
     if (ids.length) {
@@ -311,7 +329,7 @@ export class Ec2Stub {
 }
 
 function state(name: StubInstance['state']) {
-  return { code: { pending: 0, running: 16, 'shutting-down': 32, terminated: 48 }[name], name };
+  return { code: { pending: 0, running: 16, 'shutting-down': 32, terminated: 48, stopping: 64, stopped: 80 }[name], name };
 }
 
 function instanceXml(i: StubInstance) {
