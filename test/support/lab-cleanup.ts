@@ -25,16 +25,23 @@ export function labTestContext(subnet: string, prefix = 't-lab'): LabTestContext
     file: path.join(os.tmpdir(), `${cluster}.yml`),
     cluster,
     providers: { lab: { subnet } },
+    // Every required setting, as the loader's defaults give them (the type is not checked when tests run under tsx).
     swarm: {
       advertise: { kind: 'private' },
       joinConcurrency: 10,
+      bootstrapConcurrency: 32,
+      joinPacing: 'adaptive',
       install: 'auto',
       firewall: true,
       drainManagers: false,
+      ingress: true,
       daemon: {},
+      autolock: false,
+      profile: 'default',
     },
     hosts: [],
     services: [],
+    stacks: [],
     images: [],
   };
   const events = new EventBus();
