@@ -13,7 +13,8 @@ export const DOCKER_SOCKET = '/var/run/docker.sock';
 /** Builds an agent that opens one streamlocal channel per HTTP connection. */
 export function dockerSocketAgent(conn: Client, socketPath = DOCKER_SOCKET): http.Agent {
   // keepAlive reuses channels between sequential requests; maxSockets bounds channels per host (sshd MaxSessions).
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 8, maxFreeSockets: 2, timeout: 0 });
+  // Up to maxSockets idle channels are kept: a burst of parallel calls (node updates) then reuses them.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8, maxFreeSockets: 8, timeout: 0 });
   (agent as unknown as { createConnection: unknown }).createConnection = (
     _options: unknown,
     callback: (err: Error | null, socket?: Duplex) => void,
@@ -26,6 +27,7 @@ export function dockerSocketAgent(conn: Client, socketPath = DOCKER_SOCKET): htt
         if (typeof ch[m] !== 'function') ch[m] = () => ch;
       }
       idleTimeout(ch);
+      closeOnDestroy(ch);
       callback(null, ch);
     });
     return undefined;
@@ -87,4 +89,28 @@ export function idleTimeout(ch: Duplex & Record<string, unknown>): void {
     ms = 0;
     arm();
   });
+}
+
+/**
+ * Lets an SSH channel end, and so emit 'close', when nobody reads it. ssh2's `destroy()` on a channel only sends EOF and CLOSE; its 'close' event follows the readable side's 'end', and
+ * 'end' needs a reader. http.Agent destroys a socket it does not keep (a burst left more idle than maxFreeSockets)
+ * and forgets it only on 'close': with nobody reading, 'close' never came, the channel kept one of the host's 8 slots,
+ * and once all 8 were gone every later Engine API call to that host queued forever (seen after a 150-node label
+ * batch: 8 such channels, both SSH sides closed, and `GET /services` waiting for a slot). Reading to the end fixes it.
+ */
+export function closeOnDestroy(ch: Duplex & Record<string, unknown>): void {
+  const sshDestroy = (ch.destroy as (err?: Error) => Duplex).bind(ch);
+  ch.destroy = ((err?: Error) => {
+    ch.resume();
+    return sshDestroy(err);
+  }) as never;
+  // The same when the far side closes a channel nobody reads (one idle in the agent's pool): without a reader it
+  // never ended, stayed in the pool, and the next call written to it waited forever (ssh2 drops writes to a closed
+  // channel without calling back). A channel in use has the HTTP parser reading, so this loses nothing.
+  const push = (ch.push as (chunk: unknown, encoding?: BufferEncoding) => boolean).bind(ch);
+  ch.push = ((chunk: unknown, encoding?: BufferEncoding) => {
+    const more = push(chunk, encoding);
+    if (chunk === null) ch.resume();
+    return more;
+  }) as never;
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import http from 'node:http';
 import { Duplex } from 'node:stream';
 import { inspect } from 'node:util';
 import Docker from 'dockerode';
@@ -79,4 +80,68 @@ test('bytes keep a slow answer alive past the idle timeout; an untimed client wa
   assert.equal(outcome, 'still waiting');
   quiet.destroy();
   for (const ch of opened) ch.destroy();
+});
+
+/**
+ * A channel that behaves as ssh2's does for direct-streamlocal: `destroy()` only sends EOF and CLOSE; when the
+ * remote's CLOSE comes back the readable side ends, and 'close' is emitted only after 'end' (which needs a reader).
+ * It answers every HTTP request written to it with a small keep-alive response.
+ */
+function sshLikeConn(opened: (Duplex & { remoteClose(): void; inUse(): boolean })[]) {
+  return {
+    openssh_forwardOutStreamLocal(_path: string, cb: (err: Error | undefined, ch: Duplex) => void) {
+      let pendingText = '';
+      let closed = false;
+      const ch = new Duplex({
+        allowHalfOpen: true,
+        emitClose: false,
+        read() {},
+        write(chunk, _enc, done) {
+          // As ssh2's _write on a channel that is no longer open: the callback never comes.
+          if (closed) return;
+          pendingText += String(chunk);
+          while (pendingText.includes('\r\n\r\n')) {
+            pendingText = pendingText.slice(pendingText.indexOf('\r\n\r\n') + 4);
+            setImmediate(() => ch.push('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nOK'));
+          }
+          done();
+        },
+      }) as Duplex & { remoteClose(): void; inUse(): boolean };
+      ch.remoteClose = () => {
+        if (closed) return;
+        closed = true;
+        // As ssh2 on the far side's CLOSE: end the writable side, end the readable side (a reader must take it).
+        ch.end();
+        ch.push(null);
+        if (ch.readableEnded) ch.emit('close');
+        else ch.once('end', () => ch.emit('close'));
+      };
+      ch.inUse = () => Boolean((ch as unknown as { _httpMessage?: unknown })._httpMessage);
+      ch.destroy = (() => {
+        ch.end();
+        setImmediate(() => ch.remoteClose());
+        return ch;
+      }) as never;
+      opened.push(ch);
+      setImmediate(() => cb(undefined, ch));
+    },
+  };
+}
+
+test('a channel the agent destroys unused is forgotten once the far side closes it, not kept as one of the 8 slots', { timeout: 20_000 }, async () => {
+  const opened: (Duplex & { remoteClose(): void; inUse(): boolean })[] = [];
+  const slow = sshLikeConn(opened);
+  // Channels open 30 ms after they are asked for, as over a busy SSH connection.
+  const conn = { openssh_forwardOutStreamLocal: (p: string, cb: (err: Error | undefined, ch: Duplex) => void) => setTimeout(() => slow.openssh_forwardOutStreamLocal(p, cb), 30) };
+  const agent = dockerSocketAgent(conn as never);
+  // Requests given up before their channel opened: the agent gets channels no request wants and destroys them.
+  for (let i = 0; i < 8; i++) http.request({ agent, host: 'h', port: 2375, path: '/_ping' }).on('error', () => undefined).destroy();
+  await new Promise((r) => setTimeout(r, 150));
+  assert.equal(opened.length, 8);
+  const held = Object.values(agent.sockets).flat().length;
+  assert.equal(held, 0, `${held} of the host's 8 slots still held by channels that were closed at both ends`);
+  // And the host's engine still answers.
+  const engine = new Docker({ protocol: 'http', host: 'h', port: 2375, agent, timeout: 2000 } as Docker.DockerOptions);
+  assert.equal(String(await engine.ping()), 'OK');
+  agent.destroy();
 });
