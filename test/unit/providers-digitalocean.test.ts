@@ -46,8 +46,9 @@ ${groups}
 async function provision(p: DigitalOceanProvider, ctx: Awaited<ReturnType<typeof cloudContext>>['ctx']) {
   const pc = ctx.providerContext;
   await p.network(pc);
-  const existing = new Set((await p.list(pc)).map((m) => m.name));
-  return p.create(ctx.providers[0]!.hosts.filter((h) => !existing.has(h.name)), pc);
+  const existing = new Map((await p.list(pc)).map((m) => [m.name, m]));
+  // As up does: stopped machines go to create too, which powers them on.
+  return p.create(ctx.providers[0]!.hosts.filter((h) => !existing.has(h.name) || existing.get(h.name)!.stopped), pc);
 }
 
 test('2,384 droplets: 10 names per POST /droplets (240 requests), as plan predicts', { timeout: 240_000 }, async () => {
@@ -141,6 +142,38 @@ test('droplet limit half way: made droplets are kept, the rest reported with the
     assert.equal(r2.done.length, 14);
     assert.equal(stub.droplets.size, 17);
     assert.equal(new Set([...stub.droplets.values()].map((d) => d.name)).size, 17, 'no duplicates');
+    const r3 = await provision(new DigitalOceanProvider(), (await cloudContext(text, dir)).ctx);
+    assert.equal(r3.done.length + r3.failed.length, 0);
+  } finally {
+    await stub.stop();
+  }
+});
+
+test('a powered-off droplet is powered on, not created again, and waited for as a new one', async () => {
+  const stub = await new DoStub(FAKE.doToken).start();
+  try {
+    const text = inventory(stub, 't-cloud', '  managers: { role: manager, count: 1 }\n  workers: { role: worker, count: 2 }');
+    assert.equal((await provision(new DigitalOceanProvider(), (await cloudContext(text, dir)).ctx)).done.length, 3);
+    // Someone powers a worker off, through the API as the control panel would.
+    const target = [...stub.droplets.values()].find((d) => d.name === 'workers-2')!;
+    const off = await fetch(`${stub.url}/droplets/${target.id}/actions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${FAKE.doToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ type: 'power_off' }),
+    });
+    assert.equal(off.status, 201);
+    const second = await cloudContext(text, dir);
+    const listed = await new DigitalOceanProvider().list(second.ctx.providerContext);
+    assert.deepEqual(listed.filter((m) => m.stopped).map((m) => m.name), ['workers-2']);
+    const posts = stub.count('POST /droplets');
+    const r = await provision(new DigitalOceanProvider(), second.ctx);
+    assert.deepEqual(r.failed, []);
+    assert.deepEqual(r.done.map((m) => m.name), ['workers-2']);
+    assert.equal(stub.count('POST /droplets'), posts, 'no droplet created');
+    assert.equal(stub.count('POST /droplets/{id}/actions'), 2, 'the power_off above, then one power_on');
+    assert.equal(target.status, 'active');
+    assert.equal(stub.droplets.size, 3);
+    assert.match(messages(second.seen), /workers-2 power on droplet ok droplet \d+ at /);
     const r3 = await provision(new DigitalOceanProvider(), (await cloudContext(text, dir)).ctx);
     assert.equal(r3.done.length + r3.failed.length, 0);
   } finally {

@@ -118,8 +118,13 @@ export class DigitalOceanProvider implements Provider {
     const cluster = ctx.inventory.cluster;
     const t = doTags(cluster);
     const result: BatchResult = { done: [], failed: [] };
-    const present = new Set((await this.droplets(env, cluster)).map((d) => d.name));
+    // A host whose droplet is powered off gets that droplet powered on, not a second one (its disk may hold data).
+    const wanted = new Set(hosts.map((h) => h.name));
+    const found = await this.droplets(env, cluster);
+    const off = found.filter((d) => wanted.has(d.name) && d.status === 'off');
+    const present = new Set(found.map((d) => d.name));
     let pending = hosts.filter((h) => !present.has(h.name));
+    if (off.length) result.done.push(...(await this.powerOn(env, ctx, hosts, off, result)));
     const finalFailures: Failure[] = [];
     let limitHit: Error | undefined;
     for (let attempt = 1; attempt <= s.retries + 1 && pending.length > 0; attempt++) {
@@ -194,8 +199,46 @@ export class DigitalOceanProvider implements Provider {
     return result;
   }
 
+  /**
+   * Powers on the wanted hosts' droplets that are off (`power_on` actions, `concurrency` at once) and waits for them
+   * as for new ones. One that does not come up is reported failed and left as it is (never deleted: it is the
+   * user's machine, with its disk).
+   */
+  private async powerOn(env: Env, ctx: ProviderContext, hosts: HostSpec[], off: Droplet[], result: BatchResult): Promise<Machine[]> {
+    const byName = new Map(hosts.map((h) => [h.name, h]));
+    const failures: Failure[] = [];
+    const asked: { host: HostSpec; id: number }[] = [];
+    const limit = pLimit(env.s.concurrency);
+    await Promise.all(
+      off.map((d) =>
+        limit(async () => {
+          const host = byName.get(d.name)!;
+          ctx.events.emit({ type: 'step', phase: 'provision', host: host.name, step: 'power on droplet', status: 'start' });
+          try {
+            await env.c.api.dropletActions.powerOnDroplet(d.id!);
+            asked.push({ host, id: d.id! });
+          } catch (e) {
+            failures.push({ host, error: e as Error, retry: false });
+          }
+        }),
+      ),
+    );
+    const machines = await this.settle(env, ctx, asked, failures, { step: 'power on droplet', deleteBroken: false });
+    for (const f of failures) {
+      result.failed.push({ name: f.host.name, error: f.error });
+      ctx.events.emit({ type: 'step', phase: 'provision', host: f.host.name, step: 'power on droplet', status: 'fail', message: f.error.message });
+    }
+    return machines;
+  }
+
   /** Waits for droplets to be active with addresses, then for SSH; broken ones are deleted and retried. */
-  private async settle(env: Env, ctx: ProviderContext, created: { host: HostSpec; id: number }[], failures: Failure[]): Promise<Machine[]> {
+  private async settle(
+    env: Env,
+    ctx: ProviderContext,
+    created: { host: HostSpec; id: number }[],
+    failures: Failure[],
+    opts: { step: string; deleteBroken: boolean } = { step: 'create droplet', deleteBroken: true },
+  ): Promise<Machine[]> {
     const { s, c } = env;
     const deadline = Date.now() + s.waitTimeout * 1000;
     const waiting = new Map(created.map((x) => [x.id, x]));
@@ -233,7 +276,7 @@ export class DigitalOceanProvider implements Provider {
           try {
             await waitForSsh(m.ssh.host, m.ssh.port, Math.max(1_000, deadline - Date.now()), ctx.signal);
             machines.push(m);
-            ctx.events.emit({ type: 'step', phase: 'provision', host: m.name, step: 'create droplet', status: 'ok', message: `droplet ${d.id} at ${m.privateAddress}` });
+            ctx.events.emit({ type: 'step', phase: 'provision', host: m.name, step: opts.step, status: 'ok', message: `droplet ${d.id} at ${m.privateAddress}` });
           } catch (e) {
             broken.push({ ...x, error: e as Error });
           }
@@ -241,8 +284,8 @@ export class DigitalOceanProvider implements Provider {
       ),
     );
     for (const b of broken) {
-      await c.http.delete(`/droplets/${b.id}`).catch(() => undefined);
-      failures.push({ host: b.host, error: b.error, retry: true });
+      if (opts.deleteBroken) await c.http.delete(`/droplets/${b.id}`).catch(() => undefined);
+      failures.push({ host: b.host, error: b.error, retry: opts.deleteBroken });
     }
     return machines;
   }
@@ -382,6 +425,7 @@ function toMachine(d: Droplet, spec: HostSpec | undefined, s: DoSettings, inv: I
     ssh: { host: s.sshVia === 'public' && pub ? pub : priv, port: base?.ssh.port ?? 22, user: base?.ssh.user ?? 'root', keyPath: base?.ssh.key },
     labels: { ...(spec?.labels ?? {}) },
     init: 'detect',
+    ...(d.status === 'off' ? { stopped: true } : {}),
   };
 }
 

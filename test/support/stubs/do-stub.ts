@@ -21,7 +21,7 @@ export interface DoStubOptions {
 export interface DoStubDroplet {
   id: number;
   name: string;
-  status: 'new' | 'active';
+  status: 'new' | 'active' | 'off';
   tags: string[];
   region: string;
   size: string;
@@ -189,6 +189,15 @@ export class DoStub {
         return this.dropletJson(d);
       });
       return [202, { droplets: made }];
+    }
+    if (method === 'POST' && (m = /^\/droplets\/(\d+)\/actions$/.exec(path))) {
+      const d = this.droplets.get(Number(m[1]));
+      if (!d) throw err(404, 'not_found', 'The resource you were accessing could not be found.');
+      const type = String(body?.type);
+      if (type === 'power_on') d.status = d.status === 'off' ? 'new' : d.status;
+      else if (type === 'power_off') d.status = 'off';
+      else throw err(422, 'unprocessable_entity', `the stub does not implement action ${type}`);
+      return [201, { action: { id: ++this.seq, status: 'in-progress', type, resource_id: d.id, resource_type: 'droplet' } }];
     }
     if (method === 'DELETE' && path === '/droplets' && query.tag_name) {
       for (const d of [...this.droplets.values()]) if (d.tags.includes(query.tag_name)) this.droplets.delete(d.id);
