@@ -3,10 +3,12 @@
  * per-item retries, one event per outcome and cooperative cancellation. Item failures never throw: they are
  * collected. The dispatcher is our own rather than p-limit: unstarted items are plain indices (no closure or promise
  * per queued item), items whose key is saturated are parked without taking a global slot, and on abort every
- * unstarted item is reported at once.
+ * unstarted item is reported at once. The items may be a {@link Feed} that grows while the fan-out runs: it then ends
+ * once the feed is closed and every item pushed has settled.
  */
 import type { EventBus, Phase } from '../core/events.js';
 import { CancelledError } from './cancelled.js';
+import { Feed } from './feed.js';
 import { Fifo } from './fifo.js';
 import { KeyedLimiter } from './keyed-limiter.js';
 import { noRetry, retry, toError, type RetryPolicy } from './retry.js';
@@ -58,14 +60,20 @@ export function succeeded<T>(result: Pick<FanoutResult<T, unknown>, 'done' | 'sk
   return out;
 }
 
-/** Runs `work` on every item; resolves once every started item has settled. Never rejects for item failures. */
+/**
+ * Runs `work` on every item (of an array, or of a feed as items arrive); resolves once every item has settled (for a
+ * feed: after it was closed). Never rejects for item failures.
+ */
 export function fanout<T, R>(
-  items: readonly T[],
+  source: readonly T[] | Feed<T>,
   work: (item: T, ctx: WorkContext) => Promise<R | Skipped>,
   opts: FanoutOptions<T>,
 ): Promise<FanoutResult<T, R>> {
   const started = performance.now();
-  const n = items.length;
+  const feed = source instanceof Feed ? source : undefined;
+  const items: readonly T[] = feed ? feed.items : (source as readonly T[]);
+  /** More items may still come. */
+  const open = (): boolean => feed !== undefined && !feed.closed;
   const concurrency = Math.max(1, Math.floor(opts.concurrency) || 1);
   const signal = opts.signal ?? neverAborted;
   const policy = opts.retry ?? noRetry;
@@ -145,13 +153,16 @@ export function fanout<T, R>(
     }
   };
 
+  const cancelled = (): CancelledError => new CancelledError('cancelled', { cause: signal.reason });
+
   return new Promise((resolve) => {
     let finished = false;
 
     const finish = (): void => {
-      if (finished || running > 0) return;
-      if (!signal.aborted && (cursor < n || ready.size > 0 || parked.size > 0)) return;
+      if (finished || running > 0 || open()) return;
+      if (!signal.aborted && (cursor < items.length || ready.size > 0 || parked.size > 0)) return;
       finished = true;
+      unwatch?.();
       signal.removeEventListener('abort', onAbort);
       result.ms = Math.round(performance.now() - started);
       resolve(result);
@@ -188,7 +199,7 @@ export function fanout<T, R>(
           launch(ready.shift()!, readyKeys.shift()!);
           continue;
         }
-        if (cursor >= n) return;
+        if (cursor >= items.length) return;
         const i = cursor++;
         if (!limiter) {
           launch(i, undefined);
@@ -213,17 +224,29 @@ export function fanout<T, R>(
 
     /** Reports every item that has not started as cancelled; in-flight items see the aborted signal. */
     function onAbort(): void {
-      result.cancelled = cursor < n || ready.size > 0 || parked.size > 0;
-      const error = (): CancelledError => new CancelledError('cancelled', { cause: signal.reason });
+      result.cancelled = cursor < items.length || ready.size > 0 || parked.size > 0 || open();
       const pending: number[] = ready.drain();
       for (const key of readyKeys.drain()) limiter!.release(key);
       for (const queue of parked.values()) pending.push(...queue.drain());
       parked.clear();
       pending.sort((a, b) => a - b);
-      for (const i of pending) fail(items[i], error(), 0);
-      for (; cursor < n; cursor++) fail(items[cursor], error(), 0);
+      for (const i of pending) fail(items[i], cancelled(), 0);
+      failRest();
       finish();
     }
+
+    /** After an abort: every item not started, including those a feed pushes later, fails as cancelled. */
+    function failRest(): void {
+      for (; cursor < items.length; cursor++) fail(items[cursor], cancelled(), 0);
+    }
+
+    // A feed's pushes start work at once (or, after an abort, fail as cancelled); its close may end the fan-out.
+    const unwatch = feed?.watch(() => {
+      if (finished) return;
+      if (signal.aborted) failRest();
+      else pump();
+      finish();
+    });
 
     if (signal.aborted) {
       onAbort();

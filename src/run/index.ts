@@ -17,3 +17,4 @@ export {
 export { skip, isSkipped, type Skipped } from './skip.js';
 export { CancelledError, isCancelled, throwIfCancelled } from './cancelled.js';
 export { Fifo } from './fifo.js';
+export { Feed } from './feed.js';

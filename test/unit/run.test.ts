@@ -6,6 +6,7 @@ import { EventBus, type SwarmformEvent } from '../../src/core/events.js';
 import {
   backoffDelay,
   CancelledError,
+  Feed,
   fanout,
   isCancelled,
   isRetryable,
@@ -323,6 +324,65 @@ describe('fanout', () => {
     });
     t.diagnostic(`5000 items with a per-key limit: ${(performance.now() - t1).toFixed(1)} ms`);
     assert.equal(keyed.done.length, 5000);
+  });
+
+  it('a feed: work starts on the first item before the rest arrive, within the cap, and ends only once it is closed', async () => {
+    const { bus } = recorder();
+    const feed = new Feed<string>();
+    const started: string[] = [];
+    let inFlight = 0;
+    let max = 0;
+    let settled = false;
+    const run = fanout(
+      feed,
+      async (h) => {
+        started.push(h);
+        max = Math.max(max, ++inFlight);
+        await delay(5);
+        inFlight--;
+        return h;
+      },
+      { phase: 'bootstrap', step: 'bootstrap', key: (h) => h, concurrency: 3, events: bus },
+    ).then((r) => {
+      settled = true;
+      return r;
+    });
+    feed.push('a');
+    await delay(1);
+    assert.deepEqual(started, ['a'], 'the first item started before the second was pushed');
+    for (const h of names(9)) feed.push(h);
+    await delay(60);
+    assert.equal(started.length, 10);
+    assert.equal(settled, false, 'an open feed keeps the fan-out going after every pushed item settled');
+    feed.push('late');
+    feed.close();
+    const r = await run;
+    assert.equal(r.done.length, 11);
+    assert.ok(r.done.some((d) => d.item === 'late'));
+    assert.ok(max <= 3, `at most 3 in flight, saw ${max}`);
+    assert.throws(() => feed.push('after close'), /after close/);
+  });
+
+  it('a feed closed while empty ends at once; after an abort, items pushed later fail as cancelled', async () => {
+    const { bus } = recorder();
+    const empty = new Feed<string>();
+    const none = fanout(empty, async () => 1, { phase: 'bootstrap', step: 'x', key: (h) => h, concurrency: 2, events: bus });
+    empty.close();
+    assert.equal((await none).done.length, 0);
+
+    const feed = new Feed<string>();
+    const ac = new AbortController();
+    const run = fanout(feed, async (h) => h, { phase: 'bootstrap', step: 'x', key: (h) => h, concurrency: 2, events: bus, signal: ac.signal });
+    feed.push('before');
+    await delay(1);
+    ac.abort();
+    feed.push('after-1');
+    feed.push('after-2');
+    feed.close();
+    const r = await run;
+    assert.deepEqual(r.done.map((d) => d.item), ['before']);
+    assert.deepEqual(r.failed.map((f) => [f.item, f.error.message]), [['after-1', 'cancelled'], ['after-2', 'cancelled']]);
+    assert.equal(r.cancelled, true);
   });
 });
 
