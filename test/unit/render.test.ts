@@ -11,7 +11,7 @@ import {
   PhaseProgress,
   summary,
 } from '../../src/cli/render/index.js';
-import { fanout, phase, skip } from '../../src/run/index.js';
+import { Feed, fanout, phase, skip } from '../../src/run/index.js';
 
 /** A stream that records what is written; `tty` decides which renderer createRenderer picks. */
 function sink(tty = false, columns = 120) {
@@ -228,6 +228,43 @@ describe('rows renderer (listr2)', () => {
     assert.match(final, /↓ worker-3 {2}bootstrap: engine 27\.1 already running/);
     assert.match(text, /warning: firewall: ufw inactive/);
     assert.deepEqual(r.summary(), ['1 host: bootstrap: apt-get failed [redacted] (worker-2)']);
+  });
+
+  it('a phase that starts while another is open (bootstrap during provision) keeps both, each with its own rows', async () => {
+    const out = sink(true);
+    const bus = new EventBus();
+    const r = createRenderer({ json: false, hosts: 3, stream: out.stream, tty: true });
+    bus.on(r.listener);
+    const hosts = ['mgr-1', 'worker-1', 'worker-2'];
+    // Each host is bootstrapped as soon as it is created, while the others are still being created (as `up` does).
+    const arrived = new Feed<string>();
+    const provisioning = phase(bus, 'provision', 3, async () => {
+      try {
+        return await fanout(hosts, async (h) => {
+          await new Promise((res) => setTimeout(res, 10 * (hosts.indexOf(h) + 1)));
+          arrived.push(h);
+          return 'created';
+        }, { phase: 'provision', step: 'create host', key: (h) => h, concurrency: 3, events: bus });
+      } finally {
+        arrived.close();
+      }
+    });
+    const booting = phase(bus, 'bootstrap', 3, () =>
+      fanout(arrived, async (h) => {
+        bus.emit({ type: 'step', phase: 'bootstrap', host: h, step: 'install engine', status: 'start' });
+        await new Promise((res) => setTimeout(res, 40));
+        bus.emit({ type: 'step', phase: 'bootstrap', host: h, step: 'install engine', status: 'ok', ms: 40 });
+        return 'engine 20.10';
+      }, { phase: 'bootstrap', step: 'bootstrap', key: (h) => h, concurrency: 3, events: bus }),
+    );
+    await Promise.all([provisioning, booting]);
+    await r.done();
+    const text = out.plain();
+    assert.match(text, /provision {2}3\/3 hosts \(\d+ms\)/);
+    // Bootstrap's rows are drawn after provision's, each host's row ending done.
+    const boot = text.slice(text.lastIndexOf('provision  '));
+    assert.match(boot, /bootstrap {2}3\/3 hosts \(\d+ms\)\n$/);
+    for (const h of hosts) assert.match(boot, new RegExp(`✔ ${h} {2}bootstrap \\(\\d+ms\\)`));
   });
 });
 

@@ -2,7 +2,9 @@
  * Small clusters on a terminal: listr2 rows, a task per phase and a row per host showing its current step.
  *
  * listr2 runs a task list it is given up front, while hosts show up in events over time, so this bridges the two:
- * each phase gets its own Listr (run one after another) whose subtasks are *slots*. A slot waits until a host is
+ * each phase gets its own Listr (run one after another: a phase that starts while another is open, as bootstrap does
+ * while machines are still being created, collects its rows and is drawn once the open one ends) whose subtasks are
+ * *slots*. A slot waits until a host is
  * assigned to it, then shows that host's current step until the host settles (every step it started has ended):
  * done, skipped (listr2's skip) or failed (the task throws the message). A slot that no host needed never gets a
  * title, and listr2 does not draw untitled tasks. Events drive a model; listr2 only draws it.
@@ -281,12 +283,21 @@ export function createRowsRenderer(s: RendererSettings): Renderer {
     s.stream.write(`${stamp(ts - s.startTs)} ${redact(text)}\n`);
   };
 
-  const start = (phase: Phase, total: number, ts: number): PhaseRows => {
-    // Phases run one after another; one still open here lost its end event (its work threw): close it, or the
-    // new phase's rows would wait behind it.
-    for (const open of phases.values()) open.end();
-    phases.clear();
+  /** Phases opened by a step event rather than a phase start: they get no end event. */
+  const implicit = new Set<PhaseRows>();
+
+  const start = (phase: Phase, total: number, ts: number, byStep = false): PhaseRows => {
+    // A phase opened by a step alone never gets an end event: close it, or the new phase's rows would wait behind
+    // it. Phases that did start are left open: they may overlap (provision and bootstrap), and each ends itself.
+    for (const [name, open] of phases) {
+      if (!implicit.has(open)) continue;
+      open.end();
+      implicit.delete(open);
+      phases.delete(name);
+    }
+    phases.get(phase)?.end();
     const p = new PhaseRows(phase, total, s.hosts, ts);
+    if (byStep) implicit.add(p);
     phases.set(phase, p);
     running++;
     chain = chain.then(async () => {
@@ -309,12 +320,14 @@ export function createRowsRenderer(s: RendererSettings): Renderer {
       case 'phase':
         if (e.status === 'start') start(e.phase, e.total, e.ts);
         else {
-          phases.get(e.phase)?.end(e);
+          const p = phases.get(e.phase);
+          p?.end(e);
+          if (p) implicit.delete(p);
           phases.delete(e.phase);
         }
         return;
       case 'step':
-        (phases.get(e.phase) ?? start(e.phase, s.hosts, e.ts)).step(e);
+        (phases.get(e.phase) ?? start(e.phase, s.hosts, e.ts, true)).step(e);
         return;
       case 'log': {
         const text = `${e.host ? `${e.host}: ` : ''}${e.message}`;
@@ -339,6 +352,7 @@ export function createRowsRenderer(s: RendererSettings): Renderer {
       finished = true;
       for (const p of phases.values()) p.end();
       phases.clear();
+      implicit.clear();
       await chain;
     },
     summary: () => failures.lines(),
