@@ -101,8 +101,12 @@ export interface Provider {
   artifacts(ctx: ProviderContext): Promise<ProviderArtifacts>;
   /** Creates the cluster-scoped network and firewall (bridge, security group); idempotent. Throws on failure. */
   network(ctx: ProviderContext): Promise<void>;
-  /** Creates the missing machines in batches; machines that came up are in `done` even if others failed. */
-  create(hosts: HostSpec[], ctx: ProviderContext): Promise<BatchResult>;
+  /**
+   * Creates the missing machines in batches; machines that came up are in `done` even if others failed. `ready`, when
+   * given, is called with each machine the moment it answers SSH (before `create` returns), so bootstrap can start on
+   * it while others are still being made; every machine handed to `ready` is in `done` too.
+   */
+  create(hosts: HostSpec[], ctx: ProviderContext, ready?: (machine: Machine) => void): Promise<BatchResult>;
   /** Discovers the cluster's machines from the provider itself (tags, labels, namespaces), not local state. */
   list(ctx: ProviderContext): Promise<Machine[]>;
   /** Destroys machines in batches; a machine already gone counts as done. */

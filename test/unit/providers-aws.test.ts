@@ -11,6 +11,7 @@ import { after, before, test } from 'node:test';
 import { plan } from '../../src/core/plan.js';
 import { AwsProvider, awsCallPlan } from '../../src/providers/aws/index.js';
 import { awsSettings } from '../../src/providers/aws/settings.js';
+import type { Machine } from '../../src/providers/provider.js';
 import { Ec2Stub } from '../support/stubs/ec2-stub.js';
 import { cloudContext, FAKE, messages, operatorKey, sshBanner, useFakeCloudEnv } from '../support/stubs/cloud-test-kit.js';
 
@@ -44,15 +45,33 @@ ${groups}
 `;
 }
 
-/** Runs what `up`'s provision step runs: network, list, create the missing. */
-async function provision(p: AwsProvider, ctx: Awaited<ReturnType<typeof cloudContext>>['ctx']) {
+/** Runs what `up`'s provision step runs: network, list, create the missing; `ready` as up passes it. */
+async function provision(p: AwsProvider, ctx: Awaited<ReturnType<typeof cloudContext>>['ctx'], ready?: (m: Machine) => void) {
   const pc = ctx.providerContext;
   await p.network(pc);
   const existing = new Map((await p.list(pc)).map((m) => [m.name, m]));
   const hosts = ctx.providers[0]!.hosts;
   // As up does: stopped machines go to create too, which starts them.
-  return p.create(hosts.filter((h) => !existing.has(h.name) || existing.get(h.name)!.stopped), pc);
+  return p.create(hosts.filter((h) => !existing.has(h.name) || existing.get(h.name)!.stopped), pc, ready);
 }
+
+test('instances are handed over as each one answers SSH, while a slow one is still pending', async () => {
+  // The manager's instance stays pending for 3 DescribeInstances rounds; the workers' run at the next.
+  const stub = await new Ec2Stub({ bootCalls: (_n, tags) => (tags['swarmform:group'] === 'managers' ? 3 : 1) }).start();
+  try {
+    const { ctx } = await cloudContext(inventory(stub, 't-cloud', '  managers: { role: manager, count: 1 }\n  workers: { role: worker, count: 2 }'), dir);
+    const handed: { name: string; slowState: string }[] = [];
+    const slow = () => [...stub.instances.values()].find((i) => i.tags['swarmform:group'] === 'managers')!;
+    const r = await provision(new AwsProvider(), ctx, (m) => handed.push({ name: m.name, slowState: slow().state }));
+    assert.deepEqual(r.failed, []);
+    assert.deepEqual(handed.map((h) => h.name).sort(), r.done.map((m) => m.name).sort(), 'every machine handed over once');
+    assert.deepEqual(handed.slice(0, 2).map((h) => h.name).sort(), ['workers-1', 'workers-2']);
+    assert.ok(handed.slice(0, 2).every((h) => h.slowState === 'pending'), `the workers came before managers-1 ran: ${JSON.stringify(handed)}`);
+    assert.equal(handed[2]!.name, 'managers-1');
+  } finally {
+    await stub.stop();
+  }
+});
 
 test('2,384 hosts: RunInstances in batches of 100 per group, names by CreateTags, as plan predicts', { timeout: 240_000 }, async () => {
   const stub = await new Ec2Stub().start();

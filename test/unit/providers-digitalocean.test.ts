@@ -11,6 +11,7 @@ import { after, before, test } from 'node:test';
 import { plan } from '../../src/core/plan.js';
 import { DigitalOceanProvider, doCallPlan } from '../../src/providers/digitalocean/index.js';
 import { doSettings } from '../../src/providers/digitalocean/settings.js';
+import type { Machine } from '../../src/providers/provider.js';
 import { DoStub } from '../support/stubs/do-stub.js';
 import { cloudContext, FAKE, messages, operatorKey, sshBanner, useFakeCloudEnv } from '../support/stubs/cloud-test-kit.js';
 
@@ -43,13 +44,31 @@ ${groups}
 `;
 }
 
-async function provision(p: DigitalOceanProvider, ctx: Awaited<ReturnType<typeof cloudContext>>['ctx']) {
+async function provision(p: DigitalOceanProvider, ctx: Awaited<ReturnType<typeof cloudContext>>['ctx'], ready?: (m: Machine) => void) {
   const pc = ctx.providerContext;
   await p.network(pc);
   const existing = new Map((await p.list(pc)).map((m) => [m.name, m]));
   // As up does: stopped machines go to create too, which powers them on.
-  return p.create(ctx.providers[0]!.hosts.filter((h) => !existing.has(h.name) || existing.get(h.name)!.stopped), pc);
+  return p.create(ctx.providers[0]!.hosts.filter((h) => !existing.has(h.name) || existing.get(h.name)!.stopped), pc, ready);
 }
+
+test('droplets are handed over as each one answers SSH, while a slow one is still new', async () => {
+  // The manager's droplet stays `new` for 3 list calls; the workers' are active at the next.
+  const stub = await new DoStub(FAKE.doToken, { bootCalls: (name) => (name === 'managers-1' ? 3 : 1) }).start();
+  try {
+    const { ctx } = await cloudContext(inventory(stub, 't-cloud', '  managers: { role: manager, count: 1 }\n  workers: { role: worker, count: 2 }'), dir);
+    const handed: { name: string; slowState: string }[] = [];
+    const slow = () => [...stub.droplets.values()].find((d) => d.name === 'managers-1')!;
+    const r = await provision(new DigitalOceanProvider(), ctx, (m) => handed.push({ name: m.name, slowState: slow().status }));
+    assert.deepEqual(r.failed, []);
+    assert.deepEqual(handed.map((h) => h.name).sort(), r.done.map((m) => m.name).sort(), 'every machine handed over once');
+    assert.deepEqual(handed.slice(0, 2).map((h) => h.name).sort(), ['workers-1', 'workers-2']);
+    assert.ok(handed.slice(0, 2).every((h) => h.slowState === 'new'), `the workers came before managers-1 was active: ${JSON.stringify(handed)}`);
+    assert.equal(handed[2]!.name, 'managers-1');
+  } finally {
+    await stub.stop();
+  }
+});
 
 test('2,384 droplets: 10 names per POST /droplets (240 requests), as plan predicts', { timeout: 240_000 }, async () => {
   const stub = await new DoStub(FAKE.doToken).start();

@@ -18,7 +18,7 @@ import {
   ruleLines,
   shapeGroups,
   sleep,
-  waitForSsh,
+  SshWaits,
 } from '../cloud/common.js';
 import { type CallStats, ec2Client } from './client.js';
 import { ec2, loadAwsSdk } from './sdk.js';
@@ -148,7 +148,7 @@ export class AwsProvider implements Provider {
     }
   }
 
-  async create(hosts: HostSpec[], ctx: ProviderContext): Promise<BatchResult> {
+  async create(hosts: HostSpec[], ctx: ProviderContext, ready?: (machine: Machine) => void): Promise<BatchResult> {
     await loadAwsSdk();
     const env = this.env(ctx);
     await this.network(ctx);
@@ -163,7 +163,7 @@ export class AwsProvider implements Provider {
     const asleepNames = new Set(asleep.map((i) => tagOf(i.Tags, TAG.name)!));
     let pending = hosts.filter((h) => !named.has(h.name) && !asleepNames.has(h.name));
     for (const h of hosts) if (named.has(h.name)) ctx.events.emit({ type: 'step', phase: 'provision', host: h.name, step: 'create instance', status: 'skip', message: 'exists' });
-    if (asleep.length) result.done.push(...(await this.wake(env, ctx, hosts, asleep, result)));
+    if (asleep.length) result.done.push(...(await this.wake(env, ctx, hosts, asleep, result, ready)));
 
     // Instances of a crashed run that were launched but not yet named are adopted instead of launching more.
     const launched: { host: HostSpec; id: string }[] = [];
@@ -220,7 +220,7 @@ export class AwsProvider implements Provider {
       await Promise.all(queue.map((b) => limit(() => runOne(b))));
 
       // Name, wait for running, wait for SSH; hosts whose instance did not come up are terminated and retried.
-      const batchMachines = await this.settle(env, ctx, launched.splice(0), failures);
+      const batchMachines = await this.settle(env, ctx, launched.splice(0), failures, ready);
       result.done.push(...batchMachines);
       pending = [];
       for (const f of failures) {
@@ -297,7 +297,7 @@ export class AwsProvider implements Provider {
    * new ones. One that is still stopping, or does not come up, is reported failed and left as it is (never
    * terminated: it is the user's machine, with its disk).
    */
-  private async wake(env: Env, ctx: ProviderContext, hosts: HostSpec[], asleep: Instance[], result: BatchResult): Promise<Machine[]> {
+  private async wake(env: Env, ctx: ProviderContext, hosts: HostSpec[], asleep: Instance[], result: BatchResult, ready?: (m: Machine) => void): Promise<Machine[]> {
     const byName = new Map(hosts.map((h) => [h.name, h]));
     const failures: Failure[] = [];
     const startable: { host: HostSpec; id: string }[] = [];
@@ -317,7 +317,7 @@ export class AwsProvider implements Provider {
         for (const x of part) failures.push({ host: x.host, error, retry: false });
       }
     }
-    const machines = await this.settle(env, ctx, started, failures, { step: 'start instance', terminateBroken: false, named: true });
+    const machines = await this.settle(env, ctx, started, failures, ready, { step: 'start instance', terminateBroken: false, named: true });
     for (const f of failures) {
       result.failed.push({ name: f.host.name, error: f.error });
       ctx.events.emit({ type: 'step', phase: 'provision', host: f.host.name, step: 'start instance', status: 'fail', message: f.error.message });
@@ -325,12 +325,13 @@ export class AwsProvider implements Provider {
     return machines;
   }
 
-  /** Names launched instances, waits for running and SSH; returns the machines that came up. */
+  /** Names launched instances, waits for running and SSH; returns the machines that came up, each handed to `ready` as it answers. */
   private async settle(
     env: Env,
     ctx: ProviderContext,
     launched: { host: HostSpec; id: string }[],
     failures: Failure[],
+    ready: ((m: Machine) => void) | undefined,
     opts: { step: string; terminateBroken: boolean; named: boolean } = { step: 'create instance', terminateBroken: true, named: false },
   ): Promise<Machine[]> {
     const { s, client } = env;
@@ -351,6 +352,22 @@ export class AwsProvider implements Provider {
         }),
       ),
     );
+    // SSH is waited for on each instance as soon as it runs, while the others are still pending: the banner must
+    // answer on the address swarmform will use.
+    const machines: Machine[] = [];
+    const ssh = new SshWaits(deadline, ctx.signal);
+    const awaitSsh = (inst: Instance, l: { host: HostSpec; id: string }): void => {
+      const m = toMachine(inst, l.host, s, ctx.inventory);
+      ssh.add(
+        m,
+        () => {
+          machines.push(m);
+          ctx.events.emit({ type: 'step', phase: 'provision', host: m.name, step: opts.step, status: 'ok', message: `${m.providerId} at ${m.privateAddress}` });
+          ready?.(m);
+        },
+        (error) => broken.push({ ...l, error }),
+      );
+    };
     // Running: poll by instance id, 1,000 per call.
     const byId = new Map(named.map((l) => [l.id, l]));
     const running = new Map<string, Instance>();
@@ -365,7 +382,10 @@ export class AwsProvider implements Provider {
         for (const inst of seen) {
           const l = byId.get(inst.InstanceId!)!;
           const state = inst.State?.Name;
-          if (state === 'running') running.set(inst.InstanceId!, inst);
+          if (state === 'running') {
+            if (!running.has(inst.InstanceId!)) awaitSsh(inst, l);
+            running.set(inst.InstanceId!, inst);
+          }
           // Just after StartInstances an eventually consistent read may still say stopped: a started one is waited for.
           else if (state === 'terminated' || state === 'shutting-down' || (opts.terminateBroken && (state === 'stopped' || state === 'stopping'))) {
             byId.delete(inst.InstanceId!);
@@ -380,24 +400,7 @@ export class AwsProvider implements Provider {
       }
       await sleep(delay, ctx.signal);
     }
-    // SSH: the banner must answer on the address swarmform will use.
-    const machines: Machine[] = [];
-    const sshLimit = pLimit(64);
-    await Promise.all(
-      [...running.values()].map((inst) =>
-        sshLimit(async () => {
-          const l = byId.get(inst.InstanceId!)!;
-          const m = toMachine(inst, l.host, s, ctx.inventory);
-          try {
-            await waitForSsh(m.ssh.host, m.ssh.port, Math.max(1_000, deadline - Date.now()), ctx.signal);
-            machines.push(m);
-            ctx.events.emit({ type: 'step', phase: 'provision', host: m.name, step: opts.step, status: 'ok', message: `${m.providerId} at ${m.privateAddress}` });
-          } catch (e) {
-            broken.push({ ...l, error: e as Error });
-          }
-        }),
-      ),
-    );
+    await ssh.settled();
     // What did not come up is terminated (no orphans) and retried by the caller; a started instance is left as it is.
     if (broken.length) {
       if (opts.terminateBroken) await terminate(client, broken.map((b) => b.id)).catch(() => undefined);

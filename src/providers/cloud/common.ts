@@ -12,7 +12,8 @@ import nunjucks from 'nunjucks';
 import { UsageError } from '../../core/errors.js';
 import { isCidr } from '../../inventory/schema.js';
 import type { HostSpec, Inventory } from '../../inventory/types.js';
-import type { FirewallRule } from '../provider.js';
+import pLimit from 'p-limit';
+import type { FirewallRule, Machine } from '../provider.js';
 
 /** Swarm ports a cluster-scoped cloud firewall opens, to the cluster's own members only. */
 export const CLOUD_SWARM_RULES: readonly { port: string; protocol: 'tcp' | 'udp' | 'esp'; why: string }[] = [
@@ -68,6 +69,39 @@ export function shapeGroups(hosts: HostSpec[]): HostSpec[][] {
 /** A short stable digest (for idempotency tokens and names). */
 export function digest(...parts: string[]): string {
   return createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 24);
+}
+
+/**
+ * SSH waits for machines handed over one by one as the cloud reports them up (64 at once), so a machine's wait
+ * starts while others are still booting; `settled` resolves once every one has answered or failed.
+ */
+export class SshWaits {
+  private readonly limit = pLimit(64);
+  private readonly waits: Promise<void>[] = [];
+
+  constructor(
+    private readonly deadline: number,
+    private readonly signal?: AbortSignal,
+  ) {}
+
+  /** Waits for `m`'s SSH banner until the deadline: then `up`, or `broken` with the reason it never answered. */
+  add(m: Machine, up: () => void, broken: (error: Error) => void): void {
+    this.waits.push(
+      this.limit(async () => {
+        try {
+          await waitForSsh(m.ssh.host, m.ssh.port, Math.max(1_000, this.deadline - Date.now()), this.signal);
+        } catch (e) {
+          broken(e as Error);
+          return;
+        }
+        up();
+      }),
+    );
+  }
+
+  async settled(): Promise<void> {
+    await Promise.all(this.waits);
+  }
 }
 
 /** Resolves once `host:port` answers with an SSH banner, or throws after `timeoutMs`. */

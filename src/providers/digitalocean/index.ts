@@ -8,7 +8,7 @@ import type { Droplet, Firewall, FirewallInboundRule, FirewallOutboundRule, SshK
 import { UsageError } from '../../core/errors.js';
 import type { HostSpec, Inventory } from '../../inventory/types.js';
 import type { BatchResult, Machine, Provider, ProviderArtifacts, ProviderContext, ProviderInfo } from '../provider.js';
-import { chunk, cloudRules, md5Fingerprint, operatorPublicKey, renderUserData, ruleLines, shapeGroups, sleep, waitForSsh } from '../cloud/common.js';
+import { chunk, cloudRules, md5Fingerprint, operatorPublicKey, renderUserData, ruleLines, shapeGroups, sleep, SshWaits } from '../cloud/common.js';
 import { type DoStats, doClient, doToken } from './client.js';
 import { type DoSettings, doOptionsSchema, doSettings, doSettingsSchema, doShape, doTags } from './settings.js';
 
@@ -111,7 +111,7 @@ export class DigitalOceanProvider implements Provider {
     env.firewallReady = true;
   }
 
-  async create(hosts: HostSpec[], ctx: ProviderContext): Promise<BatchResult> {
+  async create(hosts: HostSpec[], ctx: ProviderContext, ready?: (machine: Machine) => void): Promise<BatchResult> {
     const env = this.env(ctx);
     await this.network(ctx);
     const { s, c } = env;
@@ -124,7 +124,7 @@ export class DigitalOceanProvider implements Provider {
     const off = found.filter((d) => wanted.has(d.name) && d.status === 'off');
     const present = new Set(found.map((d) => d.name));
     let pending = hosts.filter((h) => !present.has(h.name));
-    if (off.length) result.done.push(...(await this.powerOn(env, ctx, hosts, off, result)));
+    if (off.length) result.done.push(...(await this.powerOn(env, ctx, hosts, off, result, ready)));
     const finalFailures: Failure[] = [];
     let limitHit: Error | undefined;
     for (let attempt = 1; attempt <= s.retries + 1 && pending.length > 0; attempt++) {
@@ -185,7 +185,7 @@ export class DigitalOceanProvider implements Provider {
           else failures.push(f);
         }
       }
-      result.done.push(...(await this.settle(env, ctx, created, failures)));
+      result.done.push(...(await this.settle(env, ctx, created, failures, ready)));
       pending = [];
       for (const f of failures) {
         if (f.retry && attempt <= s.retries) pending.push(f.host);
@@ -204,7 +204,7 @@ export class DigitalOceanProvider implements Provider {
    * as for new ones. One that does not come up is reported failed and left as it is (never deleted: it is the
    * user's machine, with its disk).
    */
-  private async powerOn(env: Env, ctx: ProviderContext, hosts: HostSpec[], off: Droplet[], result: BatchResult): Promise<Machine[]> {
+  private async powerOn(env: Env, ctx: ProviderContext, hosts: HostSpec[], off: Droplet[], result: BatchResult, ready?: (m: Machine) => void): Promise<Machine[]> {
     const byName = new Map(hosts.map((h) => [h.name, h]));
     const failures: Failure[] = [];
     const asked: { host: HostSpec; id: number }[] = [];
@@ -223,7 +223,7 @@ export class DigitalOceanProvider implements Provider {
         }),
       ),
     );
-    const machines = await this.settle(env, ctx, asked, failures, { step: 'power on droplet', deleteBroken: false });
+    const machines = await this.settle(env, ctx, asked, failures, ready, { step: 'power on droplet', deleteBroken: false });
     for (const f of failures) {
       result.failed.push({ name: f.host.name, error: f.error });
       ctx.events.emit({ type: 'step', phase: 'provision', host: f.host.name, step: 'power on droplet', status: 'fail', message: f.error.message });
@@ -231,19 +231,34 @@ export class DigitalOceanProvider implements Provider {
     return machines;
   }
 
-  /** Waits for droplets to be active with addresses, then for SSH; broken ones are deleted and retried. */
+  /** Waits for droplets to be active with addresses, then for SSH (each handed to `ready` as it answers); broken ones are deleted and retried. */
   private async settle(
     env: Env,
     ctx: ProviderContext,
     created: { host: HostSpec; id: number }[],
     failures: Failure[],
+    ready: ((m: Machine) => void) | undefined,
     opts: { step: string; deleteBroken: boolean } = { step: 'create droplet', deleteBroken: true },
   ): Promise<Machine[]> {
     const { s, c } = env;
     const deadline = Date.now() + s.waitTimeout * 1000;
     const waiting = new Map(created.map((x) => [x.id, x]));
-    const active = new Map<number, Droplet>();
     const broken: { host: HostSpec; id: number; error: Error }[] = [];
+    // SSH is waited for on each droplet as soon as it is active, while the others are still starting.
+    const machines: Machine[] = [];
+    const ssh = new SshWaits(deadline, ctx.signal);
+    const awaitSsh = (d: Droplet, x: { host: HostSpec; id: number }): void => {
+      const m = toMachine(d, x.host, s, ctx.inventory);
+      ssh.add(
+        m,
+        () => {
+          machines.push(m);
+          ctx.events.emit({ type: 'step', phase: 'provision', host: m.name, step: opts.step, status: 'ok', message: `droplet ${d.id} at ${m.privateAddress}` });
+          ready?.(m);
+        },
+        (error) => broken.push({ ...x, error }),
+      );
+    };
     for (let delay = 1000; waiting.size > 0; delay = Math.min(delay * 2, 10_000)) {
       await sleep(Math.min(delay, 2000), ctx.signal);
       const all = new Map((await this.droplets(env, ctx.inventory.cluster)).map((d) => [d.id, d]));
@@ -254,7 +269,7 @@ export class DigitalOceanProvider implements Provider {
           broken.push({ ...x, error: new Error(`droplet ${id} disappeared while starting`) });
         } else if (d.status === 'active' && d.networks?.v4?.length) {
           waiting.delete(id);
-          active.set(id, d);
+          awaitSsh(d, x);
         } else if (d.status === 'errored' || d.status === 'archive') {
           waiting.delete(id);
           broken.push({ ...x, error: new Error(`droplet ${id} is ${d.status}`) });
@@ -265,24 +280,7 @@ export class DigitalOceanProvider implements Provider {
         break;
       }
     }
-    const machines: Machine[] = [];
-    const sshLimit = pLimit(64);
-    const hostOf = new Map(created.map((x) => [x.id, x]));
-    await Promise.all(
-      [...active.values()].map((d) =>
-        sshLimit(async () => {
-          const x = hostOf.get(d.id)!;
-          const m = toMachine(d, x.host, s, ctx.inventory);
-          try {
-            await waitForSsh(m.ssh.host, m.ssh.port, Math.max(1_000, deadline - Date.now()), ctx.signal);
-            machines.push(m);
-            ctx.events.emit({ type: 'step', phase: 'provision', host: m.name, step: opts.step, status: 'ok', message: `droplet ${d.id} at ${m.privateAddress}` });
-          } catch (e) {
-            broken.push({ ...x, error: e as Error });
-          }
-        }),
-      ),
-    );
+    await ssh.settled();
     for (const b of broken) {
       if (opts.deleteBroken) await c.http.delete(`/droplets/${b.id}`).catch(() => undefined);
       failures.push({ host: b.host, error: b.error, retry: opts.deleteBroken });

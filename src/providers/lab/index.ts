@@ -98,7 +98,7 @@ export class LabProvider implements Provider {
     await ensureForwardRules(bridge, ruleComment(ctx.inventory.cluster));
   }
 
-  async create(hosts: HostSpec[], ctx: ProviderContext): Promise<BatchResult> {
+  async create(hosts: HostSpec[], ctx: ProviderContext, ready?: (machine: Machine) => void): Promise<BatchResult> {
     const cluster = ctx.inventory.cluster;
     const settings = labSettings(ctx.inventory);
     checkClusterName(cluster);
@@ -164,6 +164,7 @@ export class LabProvider implements Provider {
               message: reused ? `already running at ${address}` : `created at ${address}`,
               ms: Date.now() - started,
             });
+            ready?.(machine);
           } catch (e) {
             const error = errorOf(e);
             result.failed.push({ name: spec.name, error });

@@ -98,7 +98,7 @@ export const simProvider: Provider = {
     simWorld(ctx);
   },
 
-  async create(hosts: HostSpec[], ctx: ProviderContext): Promise<BatchResult> {
+  async create(hosts: HostSpec[], ctx: ProviderContext, ready?: (machine: Machine) => void): Promise<BatchResult> {
     const world = simWorld(ctx);
     const s = world.settings;
     const result: BatchResult = { done: [], failed: [] };
@@ -130,8 +130,10 @@ export const simProvider: Provider = {
       boots.push(
         ...made.map(async (x) => {
           await world.wait(x.boot);
-          result.done.push(machineOf(ctx.inventory.cluster, x.host, x.spec));
+          const machine = machineOf(ctx.inventory.cluster, x.host, x.spec);
+          result.done.push(machine);
           ctx.events.emit({ type: 'step', phase: 'provision', host: x.spec.name, step: 'create host', status: 'ok', message: `created at ${x.host.address}`, ms: Date.now() - t0 });
+          ready?.(machine);
         }),
       );
     });

@@ -148,7 +148,7 @@ export class VirtualBoxProvider implements Provider {
     return (await this.allVms(s)).filter((v) => v.data[KEY.cluster] === cluster && v.vm.startsWith(`sf-${cluster}-`));
   }
 
-  async create(hosts: HostSpec[], ctx: ProviderContext): Promise<BatchResult> {
+  async create(hosts: HostSpec[], ctx: ProviderContext, ready?: (machine: Machine) => void): Promise<BatchResult> {
     const s = settings(ctx.inventory);
     const cluster = ctx.inventory.cluster;
     await this.network(ctx);
@@ -177,6 +177,7 @@ export class VirtualBoxProvider implements Provider {
                 const m = await this.createOne(s, ctx, h, port);
                 result.done.push(m);
                 ctx.events.emit({ type: 'step', phase: 'provision', host: h.name, step: 'create vm', status: 'ok', message: `${m.providerId} at ${m.privateAddress}, ssh 127.0.0.1:${port}`, ms: Date.now() - started });
+                ready?.(m);
                 return;
               } catch (e) {
                 last = e as Error;

@@ -16,12 +16,16 @@ export interface DoStubOptions {
   dropletLimit?: number;
   /** RateLimit-Limit per window. */
   limit?: number;
+  /** Droplet list calls a droplet (by name) stays `new` for; default 1 (active at the next). */
+  bootCalls?: (name: string) => number;
 }
 
 export interface DoStubDroplet {
   id: number;
   name: string;
   status: 'new' | 'active' | 'off';
+  /** List calls left before a new droplet is active. */
+  bootCalls?: number;
   tags: string[];
   region: string;
   size: string;
@@ -158,7 +162,7 @@ export class DoStub {
     let m: RegExpExecArray | null;
     if (method === 'GET' && path === '/droplets') {
       // Time passes between calls: new droplets become active.
-      for (const d of this.droplets.values()) if (d.status === 'new') d.status = 'active';
+      for (const d of this.droplets.values()) if (d.status === 'new' && (d.bootCalls === undefined || --d.bootCalls <= 0)) d.status = 'active';
       const list = [...this.droplets.values()].filter((d) => !query.tag_name || d.tags.includes(query.tag_name));
       return this.page(list.map((d) => this.dropletJson(d)), 'droplets', query, path);
     }
@@ -175,6 +179,7 @@ export class DoStub {
           id: ++this.seq,
           name,
           status: 'new',
+          bootCalls: this.opts.bootCalls?.(name),
           tags: (body?.tags as string[]) ?? [],
           region: String(body?.region),
           size: String(body?.size),

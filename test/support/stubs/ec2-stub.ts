@@ -22,6 +22,8 @@ export interface StubInstance {
   tags: Tags;
   /** Set when the stub was told this instance dies while starting. */
   dies?: boolean;
+  /** DescribeInstances calls left before a pending instance runs. */
+  bootCalls: number;
   keyName?: string;
   groups: string[];
 }
@@ -37,6 +39,8 @@ export interface Ec2StubOptions {
   capacityPerCall?: number;
   /** Instances (by launch number, 0-based) that go to `terminated` instead of `running`. */
   dies?: (n: number) => boolean;
+  /** DescribeInstances calls an instance (by launch number and launch tags) stays pending for; default 1 (running at the next). */
+  bootCalls?: (n: number, tags: Tags) => number;
   /** Page size of DescribeInstances when the client asks for more. */
   pageSize?: number;
 }
@@ -283,6 +287,7 @@ export class Ec2Stub {
         reservation,
         tags: specTags(p, 'instance'),
         dies: this.opts.dies?.(num),
+        bootCalls: this.opts.bootCalls?.(num, specTags(p, 'instance')) ?? 1,
         keyName: p.KeyName,
         groups: group ? [group] : [],
       };
@@ -300,7 +305,7 @@ export class Ec2Stub {
   private describe(p: Record<string, string>, filters: Record<string, string[]>): Record<string, unknown> {
     // Time passes between calls: pending instances run (or die), shutting-down ones terminate.
     for (const i of this.instances.values()) {
-      if (i.state === 'pending') i.state = i.dies ? 'terminated' : 'running';
+      if (i.state === 'pending' && --i.bootCalls <= 0) i.state = i.dies ? 'terminated' : 'running';
       else if (i.state === 'shutting-down') i.state = 'terminated';
       else if (i.state === 'stopping') i.state = 'stopped';
     }
