@@ -1,6 +1,10 @@
 /**
- * Bootstraps one host over its SSH connection: facts, engine install, service definition, daemon.json, firewall,
- * engine start and ping. Every step observes before it changes, so a second run changes nothing.
+ * Bootstraps one host over its SSH connection: facts, engine install, service definition, daemon.json, engine start
+ * and ping, then the firewall. Every step observes before it changes, so a second run changes nothing.
+ *
+ * The firewall comes last because it needs every member's address: a host bootstrapped while other machines are
+ * still being created gets it later, from {@link openFirewall}, once they all exist. dockerd opens no swarm port
+ * before the host joins, so an engine running without the rules exposes nothing.
  */
 import type { EventBus } from '../core/events.js';
 import type { Machine } from '../providers/provider.js';
@@ -11,38 +15,63 @@ import { gatherFacts, type HostFacts } from './facts.js';
 import { openSwarmPorts } from './firewall.js';
 import { type BundleRef, installEngine } from './install-engine.js';
 
-/** Decided once per run for every host; nothing in it grows per host except `memberCidrs` (collapsed blocks). */
+/** Decided once per run for every host; nothing in it grows per host except the member CIDRs (collapsed blocks). */
 export interface BootstrapPlan {
   install: 'packages' | 'bundle';
   bundle?: BundleRef;
   daemon: Record<string, unknown>;
   firewall: boolean;
-  memberCidrs: string[];
+  /** The blocks the swarm ports are opened to; undefined while machines are still being created. */
+  memberCidrs: () => string[] | undefined;
 }
 
 export interface BootstrapOutcome {
   facts: HostFacts;
   engineVersion: string;
-  /** True when nothing on the host had to change. */
+  /** True when nothing on the host had to change (the firewall included, unless it is still to do). */
   unchanged: boolean;
+  /** The firewall is still to be opened (with {@link openFirewall}): the member list was not known yet. */
+  firewallPending: boolean;
 }
 
-/** Runs every bootstrap step on one host, emitting a step event for each. */
+type StepResult<T> = { value: T; message: string; changed: boolean };
+
+/** Runs one named step with its start and end events; returns its value and whether it changed the host. */
+async function hostStep<T>(events: EventBus, host: string, name: string, fn: () => Promise<StepResult<T>>): Promise<StepResult<T>> {
+  const t0 = Date.now();
+  events.emit({ type: 'step', phase: 'bootstrap', host, step: name, status: 'start' });
+  try {
+    const r = await fn();
+    // Fact gathering is an observation, not a change: it reads as done, never as skipped.
+    const status = r.changed || name === 'facts' ? 'ok' : 'skip';
+    events.emit({ type: 'step', phase: 'bootstrap', host, step: name, status, message: r.message, ms: Date.now() - t0 });
+    return r;
+  } catch (err) {
+    events.emit({ type: 'step', phase: 'bootstrap', host, step: name, status: 'fail', message: (err as Error).message, ms: Date.now() - t0 });
+    throw err;
+  }
+}
+
+/** The firewall step: swarm ports open to the member blocks only; returns whether the rules changed. */
+export async function openFirewall(remote: Remote, machine: Machine, facts: HostFacts, memberCidrs: string[], events: EventBus): Promise<boolean> {
+  const r = await hostStep(events, machine.name, 'firewall', async () => {
+    const before = await remote.run('iptables -S SWARMFORM 2>/dev/null; nft list table inet swarmform 2>/dev/null');
+    const message = await openSwarmPorts(remote, facts.firewall, memberCidrs);
+    const after = await remote.run('iptables -S SWARMFORM 2>/dev/null; nft list table inet swarmform 2>/dev/null');
+    return { value: undefined, changed: before.stdout !== after.stdout, message };
+  });
+  return r.changed;
+}
+
+/**
+ * Runs every bootstrap step on one host, emitting a step event for each; the firewall too when the member list is
+ * known, else it is left pending for {@link openFirewall}.
+ */
 export async function bootstrapHost(remote: Remote, machine: Machine, plan: BootstrapPlan, events: EventBus): Promise<BootstrapOutcome> {
-  const step = async <T>(name: string, fn: () => Promise<{ value: T; message: string; changed: boolean }>): Promise<T> => {
-    const t0 = Date.now();
-    events.emit({ type: 'step', phase: 'bootstrap', host: machine.name, step: name, status: 'start' });
-    try {
-      const r = await fn();
-      if (r.changed) changed = true;
-      // Fact gathering is an observation, not a change: it reads as done, never as skipped.
-      const status = r.changed || name === 'facts' ? 'ok' : 'skip';
-      events.emit({ type: 'step', phase: 'bootstrap', host: machine.name, step: name, status, message: r.message, ms: Date.now() - t0 });
-      return r.value;
-    } catch (err) {
-      events.emit({ type: 'step', phase: 'bootstrap', host: machine.name, step: name, status: 'fail', message: (err as Error).message, ms: Date.now() - t0 });
-      throw err;
-    }
+  const step = async <T>(name: string, fn: () => Promise<StepResult<T>>): Promise<T> => {
+    const r = await hostStep(events, machine.name, name, fn);
+    if (r.changed) changed = true;
+    return r.value;
   };
   let changed = false;
 
@@ -67,15 +96,6 @@ export async function bootstrapHost(remote: Remote, machine: Machine, plan: Boot
     return { value: c, changed: c, message: c ? 'daemon.json written' : 'daemon.json unchanged' };
   });
 
-  if (plan.firewall) {
-    await step('firewall', async () => {
-      const before = await remote.run('iptables -S SWARMFORM 2>/dev/null; nft list table inet swarmform 2>/dev/null');
-      const message = await openSwarmPorts(remote, facts.firewall, plan.memberCidrs);
-      const after = await remote.run('iptables -S SWARMFORM 2>/dev/null; nft list table inet swarmform 2>/dev/null');
-      return { value: undefined, changed: before.stdout !== after.stdout, message };
-    });
-  }
-
   const engineVersion = await step('start engine', async () => {
     const running = facts.engineRunning && !serviceChanged;
     if (running && !configChanged) {
@@ -86,5 +106,7 @@ export async function bootstrapHost(remote: Remote, machine: Machine, plan: Boot
     return { value: v, changed: true, message: `engine ${v} ${facts.engineRunning ? 'restarted' : 'started'}` };
   });
 
-  return { facts, engineVersion, unchanged: !changed };
+  const cidrs = plan.firewall ? plan.memberCidrs() : undefined;
+  if (cidrs && (await openFirewall(remote, machine, facts, cidrs, events))) changed = true;
+  return { facts, engineVersion, unchanged: !changed, firewallPending: plan.firewall && !cidrs };
 }

@@ -4,14 +4,15 @@
  * hosts that fail are reported and left out of later actions while the rest go on (exit 3, partial).
  */
 import { collapseToCidrs } from '../bootstrap/cidrs.js';
-import { type BootstrapPlan, bootstrapHost } from '../bootstrap/bootstrap-host.js';
+import { type BootstrapPlan, bootstrapHost, openFirewall } from '../bootstrap/bootstrap-host.js';
 import { daemonConfigFor } from '../bootstrap/daemon-config.js';
 import type { HostFacts } from '../bootstrap/facts.js';
 import { bundleRef } from '../bootstrap/install-engine.js';
 import type { ImageSpec } from '../inventory/types.js';
-import type { Machine, ProviderArtifacts } from '../providers/provider.js';
+import type { Machine } from '../providers/provider.js';
 import { checkReachability } from '../providers/reachability.js';
 import { throwIfCancelled } from '../run/cancelled.js';
+import { Feed } from '../run/feed.js';
 import { fanout, succeeded } from '../run/fanout.js';
 import { phase } from '../run/phase.js';
 import { advertiseAddress } from '../swarm/advertise.js';
@@ -87,81 +88,73 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
   const release = await state.lock();
   const sessions = new Sessions(await state.knownHosts(), events);
   try {
-    // provision: find what exists (provider discovery, not only local state), create what is missing.
-    const machines = await timed('provision', inventory.hosts.length, async () => {
-      const all: Machine[] = [];
-      for (const { provider, hosts } of ctx.providers) {
-        await provider.network(ctx.providerContext);
-        const existing = new Map((await provider.list(ctx.providerContext)).map((m) => [m.name, m]));
-        // Stopped machines go to create too, which starts them (a provider that reports them: EC2).
-        const missing = hosts.filter((h) => !existing.has(h.name) || existing.get(h.name)!.stopped);
-        const created = missing.length ? await provider.create(missing, ctx.providerContext) : { done: [], failed: [] };
-        if (provider.info().ownsMachines) result.changes.provision += created.done.length;
-        for (const f of created.failed) fail(f.name, 'provision', f.error);
-        const wanted = new Set(hosts.map((h) => h.name));
-        for (const m of existing.values()) {
-          if (!wanted.has(m.name) || m.stopped) continue;
-          all.push(m);
-          events.emit({ type: 'step', phase: 'provision', host: m.name, step: 'machine', status: 'skip', message: 'exists' });
+    // provision and bootstrap run together: a machine is bootstrapped as soon as it answers (one that exists at once)
+    // while the others are still being created, so no host waits for the slowest boot. The firewall, which needs
+    // every member's address, is opened on hosts that got there early once the last machine exists.
+    const bootstrapping = last >= ORDER.indexOf('bootstrap');
+    let memberCidrs: string[] | undefined = inventory.swarm.advertise.kind === 'cidr' ? [inventory.swarm.advertise.cidr] : undefined;
+    // Engine bundles and base images are built (or found cached) before the first machine can arrive.
+    const prepared = bootstrapping ? await prepareBootstrap(ctx, () => memberCidrs) : { plans: new Map<string, BootstrapPlan>(), images: [] };
+    const arrived = new Feed<Machine>();
+    // Whichever of the two phases throws stops the other from starting more hosts.
+    const stop = new AbortController();
+    const signal = ctx.signal ? AbortSignal.any([ctx.signal, stop.signal]) : stop.signal;
+    const provisioning = timed('provision', inventory.hosts.length, async () => {
+      try {
+        const all: Machine[] = [];
+        const providerContext = { ...ctx.providerContext, signal };
+        for (const { provider, hosts } of ctx.providers) {
+          await provider.network(providerContext);
+          // Find what exists (provider discovery, not only local state), create what is missing.
+          const existing = new Map((await provider.list(providerContext)).map((m) => [m.name, m]));
+          // Stopped machines go to create too, which starts them (a provider that reports them: EC2).
+          const missing = hosts.filter((h) => !existing.has(h.name) || existing.get(h.name)!.stopped);
+          const wanted = new Set(hosts.map((h) => h.name));
+          for (const m of existing.values()) {
+            if (!wanted.has(m.name) || m.stopped) continue;
+            all.push(m);
+            arrived.push(m);
+            events.emit({ type: 'step', phase: 'provision', host: m.name, step: 'machine', status: 'skip', message: 'exists' });
+          }
+          const handed = new Set<string>();
+          const created = missing.length
+            ? await provider.create(missing, providerContext, (m) => {
+                handed.add(m.name);
+                arrived.push(m);
+              })
+            : { done: [], failed: [] };
+          if (provider.info().ownsMachines) result.changes.provision += created.done.length;
+          for (const f of created.failed) fail(f.name, 'provision', f.error);
+          // A provider that hands machines over only at the end (or skipped some) is caught up here.
+          for (const m of created.done) if (!handed.has(m.name)) arrived.push(m);
+          all.push(...created.done);
         }
-        all.push(...created.done);
+        memberCidrs ??= collapseToCidrs(all.map((m) => (inventory.swarm.advertise.kind === 'public' ? (m.publicAddress ?? m.privateAddress) : m.privateAddress)));
+        await state.saveMachines(all);
+        return all;
+      } catch (err) {
+        stop.abort(err);
+        throw err;
+      } finally {
+        arrived.close();
       }
-      await state.saveMachines(all);
-      return all;
     });
-    if (last < ORDER.indexOf('bootstrap')) return await finish();
-    throwIfCancelled(ctx.signal);
-
-    // bootstrap: one SSH connection per host, every step checked before it changes anything.
-    const artifacts = new Map<string, ProviderArtifacts>();
-    for (const { provider } of ctx.providers) artifacts.set(provider.name, await provider.artifacts(ctx.providerContext));
     const facts = new Map<string, HostFacts>();
-    const ready = await timed('bootstrap', machines.length, async () => {
-      const connectTimeout = Math.max(...inventory.hosts.map((h) => h.ssh.connectTimeout));
-      // `swarm.bootstrapConcurrency` hosts at once (32 by default: SSH fan-out from a laptop). Each host connects in its
-      // own slot and goes straight on to its bootstrap: no host waits for the slowest one to answer SSH (a host still
-      // booting, or one that never answers and holds its slot for the connect timeout).
-      const bootstrapConcurrency = inventory.swarm.bootstrapConcurrency ?? 32; // ?? for inventories built in code
-      const memberCidrs = inventory.swarm.advertise.kind === 'cidr'
-        ? [inventory.swarm.advertise.cidr]
-        : collapseToCidrs(machines.map((m) => (inventory.swarm.advertise.kind === 'public' ? (m.publicAddress ?? m.privateAddress) : m.privateAddress)));
-      const plans = new Map<string, BootstrapPlan>();
-      for (const { provider } of ctx.providers) {
-        const a = artifacts.get(provider.name) ?? {};
-        const install = inventory.swarm.install === 'auto' ? provider.info().defaultInstall : inventory.swarm.install;
-        // The inventory's own bundle wins over the provider's (an air-gapped fleet brings its engine).
-        const gzip = inventory.swarm.bundle ?? a.bundle;
-        const zstd = inventory.swarm.bundle ? undefined : a.bundleZstd;
-        plans.set(provider.name, {
-          install,
-          bundle: install === 'bundle' && gzip ? await bundleRef(gzip, zstd) : undefined,
-          daemon: daemonConfigFor(inventory.swarm),
-          firewall: inventory.swarm.firewall,
-          memberCidrs,
-        });
-      }
-      const unreachable = new Set<string>();
-      const r = await fanout(
-        machines,
-        async (m) => {
-          const remote = await sessions.connectOne(m, connectTimeout).catch((err: Error) => {
-            unreachable.add(m.name);
-            throw err;
-          });
-          const out = await bootstrapHost(remote, m, plans.get(m.provider)!, events);
-          facts.set(m.name, out.facts);
-          if (!out.unchanged) result.changes.bootstrap++;
-          return out.unchanged ? { skipped: true as const, message: `engine ${out.engineVersion}, nothing to change` } : `engine ${out.engineVersion}`;
-        },
-        { phase: 'bootstrap', step: 'bootstrap', key: (m) => m.name, concurrency: bootstrapConcurrency, events, signal: ctx.signal },
-      );
-      await sessions.flushHostKeys();
-      for (const f of r.failed) fail(f.item.name, unreachable.has(f.item.name) ? 'ssh' : 'bootstrap', f.error);
-      return succeeded(r);
-    });
+    const bootstrapped = bootstrapping
+      ? timed('bootstrap', inventory.hosts.length, () => bootstrapAll(arrived, prepared.plans, facts, signal)).catch((err: unknown) => {
+          stop.abort(err);
+          throw err;
+        })
+      : Promise.resolve([]);
+    const [provisioned, booted] = await Promise.allSettled([provisioning, bootstrapped]);
+    if (provisioned.status === 'rejected') throw provisioned.reason;
+    if (booted.status === 'rejected') throw booted.reason;
+    if (!bootstrapping) return await finish();
+    throwIfCancelled(ctx.signal);
+    const ready = booted.value;
 
     // images: provider base images and the inventory's tarballs, loaded where missing, all hosts in parallel.
-    const specs: ImageSpec[] = [...[...artifacts.values()].flatMap((a) => a.images ?? []), ...inventory.images];
+    const specs: ImageSpec[] = [...prepared.images, ...inventory.images];
     if (specs.length > 0 && ready.length > 0) await timed('images', ready.length, async () => {
       const withTags = await Promise.all(specs.map(async (spec) => ({ spec, tags: await imageTags(spec) })));
       const r = await fanout(
@@ -231,6 +224,59 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
     });
     return await finish(formed.swarm.lead);
 
+    /**
+     * Bootstraps machines as they arrive, `swarm.bootstrapConcurrency` at once (32 by default: SSH fan-out from a
+     * laptop). Each host connects in its own slot and goes straight on, so no host waits for the slowest one to answer
+     * SSH. Hosts that got there before the member list was known have their firewall opened in a second, light
+     * fan-out that waits for the list (it holds no bootstrap slot, so the slow steps of others keep going).
+     */
+    async function bootstrapAll(machines: Feed<Machine>, plansBy: Map<string, BootstrapPlan>, factsOf: Map<string, HostFacts>, stopSignal: AbortSignal): Promise<Machine[]> {
+      const connectTimeout = Math.max(...inventory.hosts.map((h) => h.ssh.connectTimeout));
+      const bootstrapConcurrency = inventory.swarm.bootstrapConcurrency ?? 32; // ?? for inventories built in code
+      const unreachable = new Set<string>();
+      const changed = new Set<string>();
+      const later = new Feed<Machine>();
+      const firewallFailed = new Map<string, Error>();
+      const firewalls = fanout(
+        later,
+        async (m) => {
+          try {
+            const cidrs = await provisioning.then(() => memberCidrs, () => undefined);
+            if (!cidrs) throw new Error('not opened: provisioning did not finish');
+            if (await openFirewall(sessions.get(m.name)!, m, factsOf.get(m.name)!, cidrs, events)) changed.add(m.name);
+          } catch (err) {
+            firewallFailed.set(m.name, err as Error);
+          }
+        },
+        // Its own events are the firewall step's; quiet keeps the fan-out from adding rows of its own.
+        { phase: 'bootstrap', step: 'firewall', key: (m) => m.name, concurrency: bootstrapConcurrency, events, signal: stopSignal, quiet: true },
+      );
+      const r = await fanout(
+        machines,
+        async (m) => {
+          const remote = await sessions.connectOne(m, connectTimeout).catch((err: Error) => {
+            unreachable.add(m.name);
+            throw err;
+          });
+          const out = await bootstrapHost(remote, m, plansBy.get(m.provider)!, events);
+          factsOf.set(m.name, out.facts);
+          if (out.firewallPending) later.push(m);
+          if (out.unchanged) return { skipped: true as const, message: `engine ${out.engineVersion}, nothing to change` };
+          changed.add(m.name);
+          return `engine ${out.engineVersion}`;
+        },
+        { phase: 'bootstrap', step: 'bootstrap', key: (m) => m.name, concurrency: bootstrapConcurrency, events, signal: stopSignal },
+      );
+      later.close();
+      const f = await firewalls;
+      await sessions.flushHostKeys();
+      for (const x of r.failed) fail(x.item.name, unreachable.has(x.item.name) ? 'ssh' : 'bootstrap', x.error);
+      for (const x of f.failed) firewallFailed.set(x.item.name, x.error);
+      for (const [name, error] of firewallFailed) fail(name, 'firewall', error);
+      result.changes.bootstrap = changed.size;
+      return succeeded(r).filter((m) => !firewallFailed.has(m.name));
+    }
+
     async function finish(lead?: Member): Promise<UpResult> {
       result.changed = Object.values(result.changes).reduce((a, b) => a + b, 0);
       if (lead) {
@@ -251,6 +297,33 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
     sessions.closeAll();
     await release();
   }
+}
+
+/**
+ * What bootstrap needs before the first machine arrives, decided once per provider: install method, engine bundle
+ * (the provider's, or the inventory's own for an air-gapped fleet), daemon.json, firewall; and the providers' base
+ * images for the images phase.
+ */
+async function prepareBootstrap(ctx: Context, memberCidrs: () => string[] | undefined): Promise<{ plans: Map<string, BootstrapPlan>; images: ImageSpec[] }> {
+  const { inventory } = ctx;
+  const plans = new Map<string, BootstrapPlan>();
+  const images: ImageSpec[] = [];
+  for (const { provider } of ctx.providers) {
+    const a = await provider.artifacts(ctx.providerContext);
+    images.push(...(a.images ?? []));
+    const install = inventory.swarm.install === 'auto' ? provider.info().defaultInstall : inventory.swarm.install;
+    // The inventory's own bundle wins over the provider's (an air-gapped fleet brings its engine).
+    const gzip = inventory.swarm.bundle ?? a.bundle;
+    const zstd = inventory.swarm.bundle ? undefined : a.bundleZstd;
+    plans.set(provider.name, {
+      install,
+      bundle: install === 'bundle' && gzip ? await bundleRef(gzip, zstd) : undefined,
+      daemon: daemonConfigFor(inventory.swarm),
+      firewall: inventory.swarm.firewall,
+      memberCidrs,
+    });
+  }
+  return { plans, images };
 }
 
 /** `http://address:port` for each host-mode port on each node running one of the service's tasks. */
