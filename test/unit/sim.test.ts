@@ -9,7 +9,7 @@ import { InventoryError } from '../../src/core/errors.js';
 import { loadInventory } from '../../src/inventory/index.js';
 import { providers } from '../../src/providers/registry.js';
 import { boundInputOf, lowerBounds } from '../../src/providers/sim/bounds.js';
-import { meets, Rng, Servers, stableDraw } from '../../src/providers/sim/model.js';
+import { meanOf, meets, Rng, Servers, stableDraw } from '../../src/providers/sim/model.js';
 import { simSettings } from '../../src/providers/sim/settings.js';
 import { openWorld, type SimWorld } from '../../src/providers/sim/world.js';
 import { simDocker } from '../../src/remote/sim-engine.js';
@@ -180,6 +180,12 @@ test('lower bounds grow linearly with hosts, and the fixed windows never beat th
   for (const n of [500, 1000, 2384, 4700]) {
     const x = b(n);
     for (const p of ['provision', 'bootstrap', 'swarm'] as const) assert.ok(x.windows[p] >= x.model[p] - 1e-9, `${p} at ${n}`);
+    // Bootstrap overlaps provision: never shorter than the last machine's own path or the mirror's whole work, never
+    // longer than the two phases one after the other.
+    assert.ok(x.model.bootstrap >= x.model.provision + x.perHost.bootstrap - 1e-9, `last machine's path at ${n}`);
+    assert.ok(x.model.bootstrap >= ((n / s.engine.mirrorConcurrency) * meanOf(s.engine.installTime) * s.timeScale), `mirror work at ${n}`);
+    assert.ok(x.model.total < x.model.sequential, `overlap shortens the run at ${n}`);
+    assert.equal(x.model.total, x.model.bootstrap + x.model.swarm + x.model.workloads);
   }
   const per = (n: number) => b(n).windows.total / n;
   assert.ok(Math.abs(per(4700) - per(2384)) / per(4700) < 0.1, 'per-host bound flat at scale');

@@ -1,6 +1,10 @@
 /**
  * Lower bounds of `up`'s wall time under the sim model, for the benchmark: the critical path when every limit is
- * used fully. Two bounds per phase:
+ * used fully. Provision and bootstrap overlap as `up` runs them (a machine is bootstrapped as soon as it has booted,
+ * while later ones are still being created), so the bootstrap bound runs from the start of the run: the later of
+ * the last machine's own path and the package mirror's whole work after the machines that feed it have arrived. The
+ * swarm phase starts once every host is bootstrapped (the firewall needs every member's address first), and
+ * workloads after it; `sequential` is what the same phases would take one after another. Two bounds per phase:
  * - `model`: only the simulated world's limits (the cloud API's batches, rate and concurrency; the package mirror;
  *   each manager's signing capacity; the task start rate), with any number of hosts worked on at once;
  * - `windows`: the same, plus the tool's own fan-out windows (bootstrap `swarm.bootstrapConcurrency` hosts at once,
@@ -9,7 +13,7 @@
  * Means of the latency distributions are used, so a lucky run can beat a bound by a little.
  */
 import { meanOf } from './model.js';
-import { provisionLowerBoundMs } from './index.js';
+import { machineArrivalMs, provisionLowerBoundMs } from './index.js';
 import type { Inventory } from '../../inventory/types.js';
 import type { SimSettings } from './settings.js';
 
@@ -41,9 +45,13 @@ export function boundInputOf(inv: Pick<Inventory, 'hosts' | 'swarm' | 'services'
 
 export type PhaseBounds = Record<'provision' | 'bootstrap' | 'swarm' | 'workloads', number>;
 
+/**
+ * Per phase, each from its own start: `provision` until the last machine has booted, `bootstrap` until the last host
+ * is bootstrapped (it starts with provision, so it covers it); `total` = bootstrap + swarm + workloads.
+ */
 export interface Bounds {
-  model: PhaseBounds & { total: number };
-  windows: PhaseBounds & { total: number };
+  model: PhaseBounds & { total: number; sequential: number };
+  windows: PhaseBounds & { total: number; sequential: number };
   /** One fresh host's bootstrap path and one worker's join path (ms, scaled). */
   perHost: { bootstrap: number; join: number };
   /** Joins in flight that would keep every manager's signing busy: capacity x (join path / signing time). */
@@ -79,19 +87,36 @@ export function lowerBounds(s: SimSettings, x: BoundInput): Bounds {
   const perJoin = Math.max(joinPath / Math.max(1, x.joinConcurrency), sign / capacity);
   const swarmWindows = api * Math.ceil(Math.max(1, x.managers) / w.probe) + (api + write * 10) + Math.max(0, x.managers - 1) * managerJoin + x.workers * perJoin + tail;
 
-  const bootstrapModel = connect + bootRest + rtt + Math.max(1, n / s.engine.mirrorConcurrency) * install;
-  const bootstrapWindows = Math.max(bootstrapModel, (n / w.bootstrap) * (connect + bootRest + rtt + install));
+  // Bootstrap alone, on machines that all exist (what it would take after provision, in sequence).
+  const bootstrapAlone = connect + bootRest + rtt + Math.max(1, n / s.engine.mirrorConcurrency) * install;
+  const bootstrapAloneWindows = Math.max(bootstrapAlone, (n / w.bootstrap) * bootPath);
+  // Overlapped with provision: after the k-th machine arrives, the n-k+1 machines from it on still need the mirror
+  // for (n-k+1) installs / mirror places (at least one whole install), or a bootstrap slot for a whole path each.
+  // The largest of these over k is a lower bound on when the last host is bootstrapped (k = n: the last machine's
+  // own path; k = 1: all of the mirror's work after the first machine).
+  const beforeInstall = connect + rtt;
+  const afterInstall = bootPath - install - beforeInstall;
+  let overlapModel = 0;
+  let overlapWindows = 0;
+  for (let i = 1; i <= n; i++) {
+    const arrival = machineArrivalMs(s, i);
+    const left = n - i + 1;
+    overlapModel = Math.max(overlapModel, arrival + beforeInstall + Math.max(install, (left * install) / s.engine.mirrorConcurrency) + afterInstall);
+    overlapWindows = Math.max(overlapWindows, arrival + Math.max(bootPath, (left * bootPath) / w.bootstrap));
+  }
   const workloads = x.replicas > 0 ? write + (x.replicas / s.swarm.tasksPerSecond) * 1000 : 0;
 
-  const model = { provision, bootstrap: bootstrapModel, swarm: swarmModel, workloads };
-  const windows = { provision, bootstrap: bootstrapWindows, swarm: Math.max(swarmModel, swarmWindows), workloads };
-  const scaled = (p: PhaseBounds) => {
+  const model = { provision, bootstrap: overlapModel, swarm: swarmModel, workloads };
+  const windows = { provision, bootstrap: Math.max(overlapModel, overlapWindows), swarm: Math.max(swarmModel, swarmWindows), workloads };
+  const sequentialModel = provision + bootstrapAlone + swarmModel + workloads;
+  const sequentialWindows = provision + bootstrapAloneWindows + windows.swarm + workloads;
+  const scaled = (p: PhaseBounds, sequential: number) => {
     const out = { provision: p.provision * k, bootstrap: p.bootstrap * k, swarm: p.swarm * k, workloads: p.workloads * k };
-    return { ...out, total: out.provision + out.bootstrap + out.swarm + out.workloads };
+    return { ...out, total: out.bootstrap + out.swarm + out.workloads, sequential: sequential * k };
   };
   return {
-    model: scaled(model),
-    windows: scaled(windows),
+    model: scaled(model, sequentialModel),
+    windows: scaled(windows, sequentialWindows),
     perHost: { bootstrap: bootPath * k, join: joinPath * k },
     saturatingJoins: Math.ceil((capacity * joinPath) / sign),
   };

@@ -60,13 +60,21 @@ async function inBatches<T>(items: T[], size: number, n: number, fn: (batch: T[]
   await Promise.all(Array.from({ length: Math.min(n, Math.ceil(items.length / size)) }, worker));
 }
 
-/** The model's lower bound of `create` for n machines: calls at the bucket's rate or the concurrency, then one boot. */
+/**
+ * The earliest the k-th machine (1-based, in create order) can have booted, in modelled ms: its create call goes out
+ * once the bucket's rate and the call concurrency allow (calls before it in flight or done), then the call's latency
+ * and one boot.
+ */
+export function machineArrivalMs(s: SimSettings, k: number): number {
+  const call = Math.ceil(k / s.api.batchSize);
+  const byRate = Math.max(0, call - s.api.burst) * (1000 / s.api.callsPerSecond);
+  const byConcurrency = ((call - 1) * meanOf(s.api.callTime)) / s.api.concurrency;
+  return Math.max(byRate, byConcurrency) + meanOf(s.api.callTime) + meanOf(s.api.bootTime);
+}
+
+/** The model's lower bound of `create` for n machines (real ms): until the last one has booted. */
 export function provisionLowerBoundMs(s: SimSettings, n: number): number {
-  if (n === 0) return 0;
-  const calls = Math.ceil(n / s.api.batchSize);
-  const byRate = Math.max(0, calls - s.api.burst) * (1000 / s.api.callsPerSecond);
-  const byConcurrency = (calls * meanOf(s.api.callTime)) / s.api.concurrency;
-  return (Math.max(byRate, byConcurrency) + meanOf(s.api.callTime) + meanOf(s.api.bootTime)) * s.timeScale;
+  return n === 0 ? 0 : machineArrivalMs(s, n) * s.timeScale;
 }
 
 export const simProvider: Provider = {
