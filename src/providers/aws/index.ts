@@ -354,20 +354,7 @@ export class AwsProvider implements Provider {
     );
     // SSH is waited for on each instance as soon as it runs, while the others are still pending: the banner must
     // answer on the address swarmform will use.
-    const machines: Machine[] = [];
-    const ssh = new SshWaits(deadline, ctx.signal);
-    const awaitSsh = (inst: Instance, l: { host: HostSpec; id: string }): void => {
-      const m = toMachine(inst, l.host, s, ctx.inventory);
-      ssh.add(
-        m,
-        () => {
-          machines.push(m);
-          ctx.events.emit({ type: 'step', phase: 'provision', host: m.name, step: opts.step, status: 'ok', message: `${m.providerId} at ${m.privateAddress}` });
-          ready?.(m);
-        },
-        (error) => broken.push({ ...l, error }),
-      );
-    };
+    const ssh = new SshWaits(ctx, { step: opts.step, deadline, ready });
     // Running: poll by instance id, 1,000 per call.
     const byId = new Map(named.map((l) => [l.id, l]));
     const running = new Map<string, Instance>();
@@ -383,7 +370,10 @@ export class AwsProvider implements Provider {
           const l = byId.get(inst.InstanceId!)!;
           const state = inst.State?.Name;
           if (state === 'running') {
-            if (!running.has(inst.InstanceId!)) awaitSsh(inst, l);
+            if (!running.has(inst.InstanceId!)) {
+              const m = toMachine(inst, l.host, s, ctx.inventory);
+              ssh.add(m, `${m.providerId} at ${m.privateAddress}`, (error) => broken.push({ ...l, error }));
+            }
             running.set(inst.InstanceId!, inst);
           }
           // Just after StartInstances an eventually consistent read may still say stopped: a started one is waited for.
@@ -406,7 +396,7 @@ export class AwsProvider implements Provider {
       if (opts.terminateBroken) await terminate(client, broken.map((b) => b.id)).catch(() => undefined);
       for (const b of broken) failures.push({ host: b.host, error: b.error, retry: opts.terminateBroken });
     }
-    return machines;
+    return ssh.machines;
   }
 
   async list(ctx: ProviderContext): Promise<Machine[]> {

@@ -13,7 +13,7 @@ import { UsageError } from '../../core/errors.js';
 import { isCidr } from '../../inventory/schema.js';
 import type { HostSpec, Inventory } from '../../inventory/types.js';
 import pLimit from 'p-limit';
-import type { FirewallRule, Machine } from '../provider.js';
+import type { FirewallRule, Machine, ProviderContext } from '../provider.js';
 
 /** Swarm ports a cluster-scoped cloud firewall opens, to the cluster's own members only. */
 export const CLOUD_SWARM_RULES: readonly { port: string; protocol: 'tcp' | 'udp' | 'esp'; why: string }[] = [
@@ -72,29 +72,33 @@ export function digest(...parts: string[]): string {
 }
 
 /**
- * SSH waits for machines handed over one by one as the cloud reports them up (64 at once), so a machine's wait
- * starts while others are still booting; `settled` resolves once every one has answered or failed.
+ * SSH waits for machines added one by one as the cloud reports them running (64 at once), so a machine's wait starts
+ * while others are still booting. A machine that answers is kept in `machines`, reported as the step's `ok` and
+ * handed to `ready` at once; `settled` resolves once every one has answered or failed.
  */
 export class SshWaits {
+  readonly machines: Machine[] = [];
   private readonly limit = pLimit(64);
   private readonly waits: Promise<void>[] = [];
 
   constructor(
-    private readonly deadline: number,
-    private readonly signal?: AbortSignal,
+    private readonly ctx: ProviderContext,
+    private readonly opts: { step: string; deadline: number; ready?: (m: Machine) => void },
   ) {}
 
-  /** Waits for `m`'s SSH banner until the deadline: then `up`, or `broken` with the reason it never answered. */
-  add(m: Machine, up: () => void, broken: (error: Error) => void): void {
+  /** Waits for `m`'s SSH banner until the deadline; `message` describes it in the `ok` event, `broken` gets the reason it never answered. */
+  add(m: Machine, message: string, broken: (error: Error) => void): void {
     this.waits.push(
       this.limit(async () => {
         try {
-          await waitForSsh(m.ssh.host, m.ssh.port, Math.max(1_000, this.deadline - Date.now()), this.signal);
+          await waitForSsh(m.ssh.host, m.ssh.port, Math.max(1_000, this.opts.deadline - Date.now()), this.ctx.signal);
         } catch (e) {
           broken(e as Error);
           return;
         }
-        up();
+        this.machines.push(m);
+        this.ctx.events.emit({ type: 'step', phase: 'provision', host: m.name, step: this.opts.step, status: 'ok', message });
+        this.opts.ready?.(m);
       }),
     );
   }

@@ -245,20 +245,7 @@ export class DigitalOceanProvider implements Provider {
     const waiting = new Map(created.map((x) => [x.id, x]));
     const broken: { host: HostSpec; id: number; error: Error }[] = [];
     // SSH is waited for on each droplet as soon as it is active, while the others are still starting.
-    const machines: Machine[] = [];
-    const ssh = new SshWaits(deadline, ctx.signal);
-    const awaitSsh = (d: Droplet, x: { host: HostSpec; id: number }): void => {
-      const m = toMachine(d, x.host, s, ctx.inventory);
-      ssh.add(
-        m,
-        () => {
-          machines.push(m);
-          ctx.events.emit({ type: 'step', phase: 'provision', host: m.name, step: opts.step, status: 'ok', message: `droplet ${d.id} at ${m.privateAddress}` });
-          ready?.(m);
-        },
-        (error) => broken.push({ ...x, error }),
-      );
-    };
+    const ssh = new SshWaits(ctx, { step: opts.step, deadline, ready });
     for (let delay = 1000; waiting.size > 0; delay = Math.min(delay * 2, 10_000)) {
       await sleep(Math.min(delay, 2000), ctx.signal);
       const all = new Map((await this.droplets(env, ctx.inventory.cluster)).map((d) => [d.id, d]));
@@ -269,7 +256,8 @@ export class DigitalOceanProvider implements Provider {
           broken.push({ ...x, error: new Error(`droplet ${id} disappeared while starting`) });
         } else if (d.status === 'active' && d.networks?.v4?.length) {
           waiting.delete(id);
-          awaitSsh(d, x);
+          const m = toMachine(d, x.host, s, ctx.inventory);
+          ssh.add(m, `droplet ${d.id} at ${m.privateAddress}`, (error) => broken.push({ ...x, error }));
         } else if (d.status === 'errored' || d.status === 'archive') {
           waiting.delete(id);
           broken.push({ ...x, error: new Error(`droplet ${id} is ${d.status}`) });
@@ -285,7 +273,7 @@ export class DigitalOceanProvider implements Provider {
       if (opts.deleteBroken) await c.http.delete(`/droplets/${b.id}`).catch(() => undefined);
       failures.push({ host: b.host, error: b.error, retry: opts.deleteBroken });
     }
-    return machines;
+    return ssh.machines;
   }
 
   private droplets(env: Env, cluster: string): Promise<Droplet[]> {
