@@ -30,6 +30,7 @@ const COLOURS: Record<string, string> = {
   bootstrap: '#7fa7d9',
   'install engine': '#3b6fb6',
   'start engine': '#5fb3a8',
+  firewall: '#a8d5a2',
   images: '#c9a0dc',
   'wait join slot': '#f2d28b',
   init: '#8b1a1a',
@@ -61,6 +62,7 @@ export function segmentsOf(events: StepEvent[]): { hosts: string[]; segments: Ma
     const installStart = at('bootstrap', 'install engine', 'start');
     const installEnd = last('bootstrap', 'install engine');
     const engineStart = at('bootstrap', 'start engine', 'start');
+    const engineEnd = last('bootstrap', 'start engine');
     const bootEnd = last('bootstrap');
     const imgStart = at('images', undefined, 'start');
     const imgEnd = last('images');
@@ -74,7 +76,9 @@ export function segmentsOf(events: StepEvent[]): { hosts: string[]; segments: Ma
     if (bootStart && installStart) segs.push({ label: 'bootstrap', from: bootStart.ts!, to: installStart.ts! });
     if (installStart && installEnd) segs.push({ label: 'install engine', from: installStart.ts!, to: installEnd.ts! });
     if (installEnd && engineStart) segs.push({ label: 'bootstrap', from: installEnd.ts!, to: engineStart.ts! });
-    if (engineStart && bootEnd) segs.push({ label: 'start engine', from: engineStart.ts!, to: bootEnd.ts! });
+    if (engineStart && engineEnd) segs.push({ label: 'start engine', from: engineStart.ts!, to: engineEnd.ts! });
+    // The firewall, and for a host bootstrapped while machines were still being created, the wait for the last one.
+    if (engineEnd && bootEnd && bootEnd.ts! > engineEnd.ts!) segs.push({ label: 'firewall', from: engineEnd.ts!, to: bootEnd.ts! });
     if (imgStart && imgEnd) segs.push({ label: 'images', from: imgStart.ts!, to: imgEnd.ts! });
     const readyToJoin = imgEnd?.ts ?? bootEnd?.ts;
     if (joinStart && readyToJoin !== undefined && joinStart.ts! > readyToJoin) segs.push({ label: 'wait join slot', from: readyToJoin, to: joinStart.ts! });
