@@ -1,7 +1,8 @@
 /**
  * `up`: inventory -> provision -> bootstrap -> images -> swarm -> workloads -> status, as a plain list of actions
- * sharing one context (kind's shape). Each action observes before it changes, so a second run changes nothing;
- * hosts that fail are reported and left out of later actions while the rest go on (exit 3, partial).
+ * sharing one context (kind's shape); provision and bootstrap overlap (each machine is bootstrapped as it arrives).
+ * Each action observes before it changes, so a second run changes nothing; hosts that fail are reported and left
+ * out of later actions while the rest go on (exit 3, partial).
  */
 import { collapseToCidrs } from '../bootstrap/cidrs.js';
 import { type BootstrapPlan, bootstrapHost, openFirewall } from '../bootstrap/bootstrap-host.js';
@@ -10,6 +11,7 @@ import type { HostFacts } from '../bootstrap/facts.js';
 import { bundleRef } from '../bootstrap/install-engine.js';
 import type { ImageSpec } from '../inventory/types.js';
 import type { Machine } from '../providers/provider.js';
+import type { Remote } from '../remote/remote.js';
 import { checkReachability } from '../providers/reachability.js';
 import { throwIfCancelled } from '../run/cancelled.js';
 import { Feed } from '../run/feed.js';
@@ -235,21 +237,21 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
       const bootstrapConcurrency = inventory.swarm.bootstrapConcurrency ?? 32; // ?? for inventories built in code
       const unreachable = new Set<string>();
       const changed = new Set<string>();
-      const later = new Feed<Machine>();
+      const later = new Feed<{ m: Machine; remote: Remote; facts: HostFacts }>();
       const firewallFailed = new Map<string, Error>();
       const firewalls = fanout(
         later,
-        async (m) => {
+        async ({ m, remote, facts: f }) => {
           try {
             const cidrs = await provisioning.then(() => memberCidrs, () => undefined);
             if (!cidrs) throw new Error('not opened: provisioning did not finish');
-            if (await openFirewall(sessions.get(m.name)!, m, factsOf.get(m.name)!, cidrs, events)) changed.add(m.name);
+            if (await openFirewall(remote, m, f, cidrs, events)) changed.add(m.name);
           } catch (err) {
             firewallFailed.set(m.name, err as Error);
           }
         },
         // Its own events are the firewall step's; quiet keeps the fan-out from adding rows of its own.
-        { phase: 'bootstrap', step: 'firewall', key: (m) => m.name, concurrency: bootstrapConcurrency, events, signal: stopSignal, quiet: true },
+        { phase: 'bootstrap', step: 'firewall', key: (x) => x.m.name, concurrency: bootstrapConcurrency, events, signal: stopSignal, quiet: true },
       );
       const r = await fanout(
         machines,
@@ -260,7 +262,7 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
           });
           const out = await bootstrapHost(remote, m, plansBy.get(m.provider)!, events);
           factsOf.set(m.name, out.facts);
-          if (out.firewallPending) later.push(m);
+          if (out.firewallPending) later.push({ m, remote, facts: out.facts });
           if (out.unchanged) return { skipped: true as const, message: `engine ${out.engineVersion}, nothing to change` };
           changed.add(m.name);
           return `engine ${out.engineVersion}`;
@@ -271,7 +273,7 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
       const f = await firewalls;
       await sessions.flushHostKeys();
       for (const x of r.failed) fail(x.item.name, unreachable.has(x.item.name) ? 'ssh' : 'bootstrap', x.error);
-      for (const x of f.failed) firewallFailed.set(x.item.name, x.error);
+      for (const x of f.failed) firewallFailed.set(x.item.m.name, x.error);
       for (const [name, error] of firewallFailed) fail(name, 'firewall', error);
       result.changes.bootstrap = changed.size;
       return succeeded(r).filter((m) => !firewallFailed.has(m.name));
