@@ -1,10 +1,11 @@
 /**
- * Bootstraps one host over its SSH connection: facts, engine install, service definition, daemon.json, engine start
- * and ping, then the firewall. Every step observes before it changes, so a second run changes nothing.
+ * Bootstraps one host over its SSH connection: facts, engine install, service definition, daemon.json, firewall,
+ * engine start and ping. Every step observes before it changes, so a second run changes nothing.
  *
- * The firewall comes last because it needs every member's address: a host bootstrapped while other machines are
- * still being created gets it later, from {@link openFirewall}, once they all exist. dockerd opens no swarm port
- * before the host joins, so an engine running without the rules exposes nothing.
+ * The firewall needs every member's address. A host bootstrapped while other machines are still being created
+ * starts its engine first and gets the rules later, from {@link openFirewall}, once they all exist: a fresh dockerd
+ * opens no swarm port before the host joins. When the member list is known in time (a re-run, a member CIDR in the
+ * inventory) the rules go in before the engine starts, as a host already in a swarm listens on its ports at once.
  */
 import type { EventBus } from '../core/events.js';
 import type { Machine } from '../providers/provider.js';
@@ -96,6 +97,16 @@ export async function bootstrapHost(remote: Remote, machine: Machine, plan: Boot
     return { value: c, changed: c, message: c ? 'daemon.json written' : 'daemon.json unchanged' };
   });
 
+  // The rules before the engine when the member list is known already; else after it, or later (see above).
+  let firewallDone = false;
+  const firewallIfKnown = async (): Promise<void> => {
+    const cidrs = plan.firewall && !firewallDone ? plan.memberCidrs() : undefined;
+    if (!cidrs) return;
+    firewallDone = true;
+    if (await openFirewall(remote, machine, facts, cidrs, events)) changed = true;
+  };
+  await firewallIfKnown();
+
   const engineVersion = await step('start engine', async () => {
     const running = facts.engineRunning && !serviceChanged;
     if (running && !configChanged) {
@@ -106,7 +117,6 @@ export async function bootstrapHost(remote: Remote, machine: Machine, plan: Boot
     return { value: v, changed: true, message: `engine ${v} ${facts.engineRunning ? 'restarted' : 'started'}` };
   });
 
-  const cidrs = plan.firewall ? plan.memberCidrs() : undefined;
-  if (cidrs && (await openFirewall(remote, machine, facts, cidrs, events))) changed = true;
-  return { facts, engineVersion, unchanged: !changed, firewallPending: plan.firewall && !cidrs };
+  await firewallIfKnown();
+  return { facts, engineVersion, unchanged: !changed, firewallPending: plan.firewall && !firewallDone };
 }
