@@ -9,10 +9,10 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import nunjucks from 'nunjucks';
+import pLimit from 'p-limit';
 import { UsageError } from '../../core/errors.js';
 import { isCidr } from '../../inventory/schema.js';
 import type { HostSpec, Inventory } from '../../inventory/types.js';
-import pLimit from 'p-limit';
 import type { FirewallRule, Machine, ProviderContext } from '../provider.js';
 
 /** Swarm ports a cluster-scoped cloud firewall opens, to the cluster's own members only. */
