@@ -182,6 +182,8 @@ export async function watchService(engine: Docker, serviceId: string, emit: Prog
   /** Why a rollback started (the engine's message): set for automatic and requested rollbacks alike. */
   let rollbackReason: string | undefined;
   let monitorMs = 5000;
+  /** Tasks of the update's own spec, seen while it ran: if the engine rolls back between two polls, one of them failed. */
+  const updateTasks = new Set<string>();
   for (;;) {
     const svc = (await engine.getService(serviceId).inspect()) as EngineService;
     const name = svc.Spec.Name ?? serviceId;
@@ -207,6 +209,15 @@ export async function watchService(engine: Docker, serviceId: string, emit: Prog
       case 'rollback_paused':
         throw new UpdatePausedError(`service ${name}: rollback paused: ${us.Message ?? ''}`.trim(), { hint: `look at \`swarmform service ps ${name}\`` });
       case 'rollback_completed':
+        // The whole rollback can fall between two polls on a busy manager: its reason (the engine's rollback_started
+        // message) is then gone, and the task that failed says it instead.
+        if (!rollback && !rollbackReason && updateTasks.size > 0) {
+          const reason = await failedTaskReason(engine, svc.ID, updateTasks);
+          if (reason) {
+            tracker.line('rollback', reason);
+            rollbackReason = reason;
+          }
+        }
         if (!converged) rolledBack = us.Message ?? 'rollback completed';
         rollbackReason ??= us.Message ?? 'rolled back';
         rollback = true;
@@ -226,6 +237,7 @@ export async function watchService(engine: Docker, serviceId: string, emit: Prog
       engine.listNodes() as Promise<{ ID: string; Status?: { State?: string } }[]>,
     ]);
     const active = new Set(nodes.filter((n) => n.Status?.State !== 'down').map((n) => n.ID));
+    if (us?.State === 'updating') for (const t of tasks) updateTasks.add(t.ID);
     converged = tracker.update(svc, tasks, active, rollback);
     if (converged) {
       if (!convergedAt) convergedAt = Date.now();
@@ -238,4 +250,18 @@ export async function watchService(engine: Docker, serviceId: string, emit: Prog
     if (Date.now() > deadline) return { converged: false, rolledBack: rollbackReason ?? rolledBack };
     await sleep(pollMs, opts.signal);
   }
+}
+
+/**
+ * Why an update was rolled back when its rollback_started state was never seen: the first of the update's tasks that
+ * failed, in the words the engine uses for it, with the task's error.
+ */
+async function failedTaskReason(engine: Docker, serviceId: string, updateTasks: Set<string>): Promise<string | undefined> {
+  const tasks = (await engine.listTasks({ filters: JSON.stringify({ service: [serviceId] }) } as object)) as EngineTask[];
+  const failed = tasks
+    .filter((t) => updateTasks.has(t.ID) && (['failed', 'rejected'].includes(t.Status.State) || t.Status.Err))
+    .sort((a, b) => Date.parse(a.Status.Timestamp ?? '') - Date.parse(b.Status.Timestamp ?? ''));
+  const t = failed[0];
+  if (!t) return undefined;
+  return `update rolled back due to failure or early termination of task ${t.ID}${t.Status.Err ? ` (${truncError(t.Status.Err)})` : ''}`;
 }

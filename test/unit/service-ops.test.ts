@@ -19,7 +19,7 @@ import {
   type EngineService,
   type EngineTask,
 } from '../../src/swarm/service-ops.js';
-import { ProgressTracker, type ServiceProgressEvent } from '../../src/swarm/service-progress.js';
+import { ProgressTracker, type ServiceProgressEvent, watchService } from '../../src/swarm/service-progress.js';
 import { progressBar, ServiceProgressView } from '../../src/cli/render/service-progress.js';
 import { emptyUpdate } from '../../src/core/service.js';
 
@@ -190,6 +190,34 @@ test('progress tracker: docker lines per slot, overall progress, and rollback wo
   assert.equal(t3.update(svc({ global: true }), g, new Set(['nodeaaaaaaaaaaaaa', 'nodebbbbbbbbbbbbb']), false), true);
   assert.ok(events3.some((e) => e.id === 'nodeaaaaaaaa' && e.action.startsWith('running')));
   assert.equal(events3.at(-1)!.action, '2 out of 2 tasks');
+});
+
+test('a rollback that starts and ends between two polls is still reported with the task that failed', async () => {
+  // What a busy manager showed in CI: the update running, then at the next poll the rollback already completed, so
+  // the engine's rollback_started message was never seen.
+  const updating = { ...svc({ replicas: 2 }), UpdateStatus: { State: 'updating', Message: 'update in progress' } } as EngineService;
+  const done = { ...svc({ replicas: 2 }), UpdateStatus: { State: 'rollback_completed', Message: 'rollback completed' } } as EngineService;
+  const states = [updating, done, done, done];
+  for (const x of [updating, done]) x.Spec.UpdateConfig = { Monitor: 10e6 };
+  const newTask = task('fail1', 2, 'starting', 'running', { Status: { State: 'starting', Timestamp: '2026-01-01T00:00:01Z' } });
+  let phase = 0;
+  const engine = {
+    getService: () => ({ inspect: async () => states[Math.min(phase++, states.length - 1)] }),
+    listTasks: async (o: { filters: string }) => {
+      const f = JSON.parse(o.filters) as Record<string, unknown>;
+      if (phase <= 1) return f['_up-to-date'] ? [task('old1', 1, 'running'), newTask] : [];
+      // Later: the failed task of the update, and both slots back on the old spec.
+      const failed = { ...newTask, DesiredState: 'shutdown', Status: { State: 'failed', Err: 'task: non-zero exit (1)', Timestamp: '2026-01-01T00:00:03Z' } };
+      return f['_up-to-date'] ? [task('old1', 1, 'running'), task('old2', 2, 'running')] : [failed, task('old1', 1, 'running'), task('old2', 2, 'running')];
+    },
+    listNodes: async () => [{ ID: 'n1', Status: { State: 'ready' } }],
+  };
+  const events: ServiceProgressEvent[] = [];
+  const out = await watchService(engine as never, 'svc1', (e) => events.push(e), { pollMs: 1 });
+  const reason = 'update rolled back due to failure or early termination of task fail1 (task: non-zero exit (1))';
+  assert.equal(out.rolledBack, reason);
+  const lines = events.filter((e) => e.id === 'rollback').map((e) => e.action);
+  assert.deepEqual(lines, [reason, 'rollback completed']);
 });
 
 test('progress view: live lines on a terminal, plain lines otherwise, JSON with --json', () => {
