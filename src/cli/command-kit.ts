@@ -70,7 +70,12 @@ export function report(err: unknown, json: boolean, grouped?: string[]): void {
   const lines = [`error: ${e.message ?? String(err)}`];
   if (e instanceof PartialError) {
     if (e.failures.length > MAX_FAILURE_LINES && grouped?.length) lines.push(...grouped.map((g) => `  ${g}`));
-    else for (const f of e.failures) lines.push(`  ${f.host}: ${f.step}: ${f.message}`);
+    else {
+      for (const f of e.failures) {
+        lines.push(`  ${f.host}: ${f.step}: ${f.message}`);
+        if (f.hint) lines.push(`    hint: ${f.hint}`);
+      }
+    }
   }
   if (e.hint) lines.push(`hint: ${e.hint}`);
   if (!(err instanceof SwarmformError) && process.env.SWARMFORM_DEBUG) lines.push(String((err as Error).stack));

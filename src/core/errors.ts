@@ -51,10 +51,18 @@ export class HostStepError extends SwarmformError {
   readonly stderr?: string;
 }
 
+/** One host's failure in a partial run; `hint` is the fix its error named (a sudoers line, a port to open). */
+export interface HostFailure {
+  host: string;
+  step: string;
+  message: string;
+  hint?: string;
+}
+
 /** Some hosts failed while the rest were done and recorded. */
 export class PartialError extends SwarmformError {
   override readonly exitCode: number = ExitCode.partial;
-  constructor(message: string, readonly failures: { host: string; step: string; message: string }[]) {
+  constructor(message: string, readonly failures: HostFailure[]) {
     super(message);
   }
 }

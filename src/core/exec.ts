@@ -25,6 +25,14 @@ export interface ExecOutcome {
   code: number;
   stdout: string;
   stderr: string;
+  /** What to do about a host that could not be reached (a changed host key, a sudo that wants a password). */
+  hint?: string;
+}
+
+/** A host the command never ran on: code 255 as OpenSSH gives, the reason on stderr with its hint under it. */
+function notRun(host: string, error: Error): ExecOutcome {
+  const hint = (error as SwarmformError).hint;
+  return { host, code: 255, stdout: '', stderr: hint ? `${error.message}\nhint: ${hint}` : error.message, ...(hint ? { hint } : {}) };
 }
 
 /** Runs a command on every selected host in parallel; each host's result, failures to connect as code 255. */
@@ -36,13 +44,13 @@ export async function execOn(ctx: Context, selector: string, command: string, co
   const sessions = new Sessions(await ctx.state.knownHosts(), ctx.events);
   try {
     const conn = await sessions.connect(machines, { phase: 'exec', timeoutS: 15, concurrency });
-    const outcomes: ExecOutcome[] = conn.failed.map((f) => ({ host: f.item.name, code: 255, stdout: '', stderr: f.error.message }));
+    const outcomes: ExecOutcome[] = conn.failed.map((f) => notRun(f.item.name, f.error));
     const r = await fanout(
       conn.done.map((d) => d.item),
       async (m) => ({ host: m.name, ...(await sessions.get(m.name)!.run(command)) }),
       { phase: 'exec', step: 'exec', key: (m) => m.name, concurrency, events: ctx.events, quiet: true },
     );
-    outcomes.push(...r.done.map((d) => d.value), ...r.failed.map((f) => ({ host: f.item.name, code: 255, stdout: '', stderr: f.error.message })));
+    outcomes.push(...r.done.map((d) => d.value), ...r.failed.map((f) => notRun(f.item.name, f.error)));
     return outcomes.sort((a, b) => a.host.localeCompare(b.host, undefined, { numeric: true }));
   } finally {
     sessions.closeAll();

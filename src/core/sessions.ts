@@ -2,6 +2,8 @@
 import type { EventBus, Phase } from './events.js';
 import type { Machine } from '../providers/provider.js';
 import type { Remote } from '../remote/remote.js';
+import { HostStepError } from './errors.js';
+import { resolveSsh, type ResolvedSsh } from '../remote/ssh-config.js';
 import { connectSsh, type HostKeyStore, HostKeyMismatchError } from '../remote/ssh-remote.js';
 import { fanout } from '../run/fanout.js';
 import { retry } from '../run/retry.js';
@@ -48,8 +50,17 @@ export class Sessions {
     if (have) return have;
     const deadline = Date.now() + timeoutS * 1000;
     const via = transports.get(m.provider);
+    // The OpenSSH config (HostName, User, Port, IdentityFile, ProxyJump) fills what the inventory left unset.
+    let target: ResolvedSsh | undefined;
+    if (!via) {
+      try {
+        target = resolveSsh(m.ssh);
+      } catch (err) {
+        throw new HostStepError(m.name, 'ssh', `cannot use the OpenSSH config: ${(err as Error).message}`, { cause: err });
+      }
+    }
     const remote = await retry(
-      () => via ? via(m) : connectSsh({ name: m.name, host: m.ssh.host, port: m.ssh.port, user: m.ssh.user, keyPath: m.ssh.keyPath }, this.hostKeys, { readyTimeoutMs: 15_000 }),
+      () => via ? via(m) : connectSsh({ name: m.name, ...target! }, this.hostKeys, { readyTimeoutMs: 15_000 }),
       {
         retries: 1000,
         minMs: 200,

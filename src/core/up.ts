@@ -24,7 +24,7 @@ import type { Member } from '../swarm/members.js';
 import { applyServices, waitServicesConverged } from '../swarm/services.js';
 import { type ClusterStatus, readStatus } from '../swarm/status.js';
 import type { Context } from './context.js';
-import { PartialError, UsageError } from './errors.js';
+import { type HostFailure, PartialError, type SwarmformError, UsageError } from './errors.js';
 import type { Phase } from './events.js';
 import { afterSwarm, beforeSwarm, initSpec, rolesForUp } from './raft.js';
 import { Sessions } from './sessions.js';
@@ -44,7 +44,7 @@ export interface UpResult {
   /** How many things changed; 0 means the cluster already matched the inventory. */
   changed: number;
   changes: { provision: number; bootstrap: number; images: number; swarm: number; workloads: number };
-  failures: { host: string; step: string; message: string }[];
+  failures: HostFailure[];
   status?: ClusterStatus;
   /** Where published ports answer: `http://address:port` per host-mode port and node running a task. */
   endpoints: { service: string; url: string }[];
@@ -65,7 +65,10 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
     endpoints: [],
     phaseMs: {},
   };
-  const fail = (host: string, step: string, err: Error) => result.failures.push({ host, step, message: err.message });
+  const fail = (host: string, step: string, err: Error) => {
+    const hint = (err as SwarmformError).hint;
+    result.failures.push({ host, step, message: err.message, ...(hint ? { hint } : {}) });
+  };
   /** One phase: start and end events (hosts counted once each, from their step events) and its wall time. */
   const timed = async <T>(name: Phase, total: number, fn: () => Promise<T>): Promise<T> => {
     const t0 = Date.now();
@@ -320,6 +323,7 @@ async function prepareBootstrap(ctx: Context, memberCidrs: () => string[] | unde
     plans.set(provider.name, {
       install,
       bundle: install === 'bundle' && gzip ? await bundleRef(gzip, zstd) : undefined,
+      packages: { settings: inventory.swarm.packages, providerMirrors: a.packageMirrors },
       daemon: daemonConfigFor(inventory.swarm),
       firewall: inventory.swarm.firewall,
       memberCidrs,

@@ -10,25 +10,54 @@ import type { Client } from 'ssh2';
 
 export const DOCKER_SOCKET = '/var/run/docker.sock';
 
-/** Builds an agent that opens one streamlocal channel per HTTP connection. */
-export function dockerSocketAgent(conn: Client, socketPath = DOCKER_SOCKET): http.Agent {
+/**
+ * How the agent reaches the engine: a direct-streamlocal channel to the socket (the login user can open it: root),
+ * or an exec channel running a command that relays stdin/stdout to the engine (`sudo -n docker system dial-stdio`
+ * for a non-root login, which then needs no docker group).
+ */
+export interface DockerAgentVia {
+  /** Command whose stdio is the HTTP connection. */
+  exec: string;
+  /** Turns a relay that exited on its own with a non-zero code (sudo wants a password, no docker CLI) into an error. */
+  failure?: (code: number, stderr: string) => Error;
+  /** Opens the exec channel (default `conn.exec`): the caller's session budget (sshd MaxSessions) goes here. */
+  open?: (command: string, callback: (err: Error | undefined, channel: ExecChannel) => void) => void;
+  /** Channels at once (default 8). Each relay is an sshd session, so it counts against MaxSessions. */
+  maxSockets?: number;
+}
+
+/** Builds an agent that opens one channel per HTTP connection (streamlocal, or `via.exec`). */
+export function dockerSocketAgent(conn: Client, socketPath = DOCKER_SOCKET, via?: DockerAgentVia): http.Agent {
   // keepAlive reuses channels between sequential requests; maxSockets bounds channels per host (sshd MaxSessions).
   // Up to maxSockets idle channels are kept: a burst of parallel calls (node updates) then reuses them.
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 8, maxFreeSockets: 8, timeout: 0 });
+  const max = via?.maxSockets ?? 8;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: max, maxFreeSockets: max, timeout: 0 });
+  const ready = (channel: Duplex, callback: (err: Error | null, socket?: Duplex) => void) => {
+    // http expects socket-like methods that SSH channels lack.
+    const ch = channel as unknown as Duplex & Record<string, unknown>;
+    for (const m of ['setKeepAlive', 'setNoDelay', 'ref', 'unref']) {
+      if (typeof ch[m] !== 'function') ch[m] = () => ch;
+    }
+    idleTimeout(ch);
+    closeOnDestroy(ch);
+    callback(null, ch);
+  };
   (agent as unknown as { createConnection: unknown }).createConnection = (
     _options: unknown,
     callback: (err: Error | null, socket?: Duplex) => void,
   ) => {
+    if (via) {
+      const open = via.open ?? ((command, cb) => conn.exec(command, (err, ch) => cb(err, ch as unknown as ExecChannel)));
+      open(via.exec, (err, channel) => {
+        if (err) return callback(err);
+        relayChannel(channel, via);
+        ready(channel as unknown as Duplex, callback);
+      });
+      return undefined;
+    }
     conn.openssh_forwardOutStreamLocal(socketPath, (err, channel) => {
       if (err) return callback(err);
-      // http expects socket-like methods that SSH channels lack.
-      const ch = channel as unknown as Duplex & Record<string, unknown>;
-      for (const m of ['setKeepAlive', 'setNoDelay', 'ref', 'unref']) {
-        if (typeof ch[m] !== 'function') ch[m] = () => ch;
-      }
-      idleTimeout(ch);
-      closeOnDestroy(ch);
-      callback(null, ch);
+      ready(channel as unknown as Duplex, callback);
     });
     return undefined;
   };
@@ -36,7 +65,7 @@ export function dockerSocketAgent(conn: Client, socketPath = DOCKER_SOCKET): htt
   // even when debugging is off. The options hold this agent, and through its sockets the SSH channels and the whole
   // ssh2 client: formatting that graph on every call made the tool spend minutes of CPU in util.inspect during the
   // node updates after a 117-worker join (measured with the inspector's profiler). A custom inspect cuts it to a name.
-  Object.defineProperty(agent, inspect.custom, { value: () => `DockerSocketAgent(${socketPath})`, enumerable: false });
+  Object.defineProperty(agent, inspect.custom, { value: () => `DockerSocketAgent(${via ? via.exec : socketPath})`, enumerable: false });
   return agent;
 }
 
@@ -113,4 +142,27 @@ export function closeOnDestroy(ch: Duplex & Record<string, unknown>): void {
     if (chunk === null) ch.resume();
     return more;
   }) as never;
+}
+
+export type ExecChannel = Duplex & { stderr: NodeJS.ReadableStream; on(ev: 'exit', l: (code: number | null, signal?: string) => void): ExecChannel };
+
+/**
+ * An exec channel used as a socket: its stderr is read (a full stderr window would stall the relay) and its last
+ * bytes kept, and a relay that exits non-zero on its own fails the request with what it said instead of a bare
+ * "socket hang up".
+ */
+function relayChannel(ch: ExecChannel, via: DockerAgentVia): void {
+  let errText = '';
+  // The error below reaches http's listeners; this one keeps a channel nobody listens to any more from throwing.
+  ch.on('error', () => undefined);
+  ch.stderr.on('data', (d: Buffer) => {
+    errText = (errText + d.toString('utf8')).slice(-2000);
+  });
+  ch.on('exit', (code: number | null) => {
+    if (code === null || code === 0 || ch.destroyed) return;
+    const text = errText.trim();
+    // ssh2's destroy() takes no error: emit it (to the request, or to http's free-socket listener), then close.
+    ch.emit('error', via.failure ? via.failure(code, text) : new Error(`${via.exec}: exit ${code}${text ? `: ${text}` : ''}`));
+    ch.destroy();
+  });
 }

@@ -119,7 +119,7 @@ export class SimRemote implements Remote {
     const s = world.settings;
     const okOut = (stdout = ''): CommandResult => ({ code: 0, stdout, stderr: '' });
     if (cmd.includes(FACTS_MARK)) return okOut(this.facts());
-    if (cmd.includes('apt-get install')) {
+    if (/apt-get (\S+ )*install /.test(cmd)) {
       // The mirror serves `mirrorConcurrency` installs at once; more queue (scheduled in modelled time: see Servers).
       const install = world.mirror.schedule(world.real(world.rng.latency(s.engine.installTime)), undefined, 0, false);
       traceServer('mirror', s.engine.mirrorConcurrency, install.start, install.end);
@@ -154,12 +154,16 @@ export class SimRemote implements Remote {
       return okOut();
     }
     if (cmd.includes('/dev/tcp/') || cmd.startsWith('nc -z')) return okOut();
+    // Two files at once, separated by an empty line (the firewall's kept script and its boot unit).
+    const cat2 = /^cat (\S+) 2>\/dev\/null; echo; cat (\S+) 2>\/dev\/null$/.exec(cmd);
+    if (cat2) return okOut(`${host.files[cat2[1]!] ?? ''}\n${host.files[cat2[2]!] ?? ''}`);
     const cat = /^cat (\S+) 2>\/dev\/null$/.exec(cmd);
     if (cat) {
       const have = host.files[cat[1]!];
       return have === undefined ? { code: 1, stdout: '', stderr: '' } : okOut(have);
     }
     if (/^mkdir -p \S+$/.test(cmd) || cmd.startsWith('mkdir -p $(dirname ')) return okOut();
+    if (/^systemctl daemon-reload && systemctl enable [\w.-]+ >\/dev\/null 2>&1$/.test(cmd)) return okOut();
     if (cmd === 'true' || cmd === ':') return okOut();
     if (cmd === 'hostname') return okOut(`${host.name}\n`);
     if (cmd === 'uptime') return okOut(` 00:00:00 up ${Math.max(1, Math.round((Date.now() - host.createdAt) / 60_000))} min,  0 users,  load average: 0.00, 0.00, 0.00\n`);
