@@ -13,13 +13,15 @@ import type { Remote } from '../remote/remote.js';
 import { ensureDaemonConfig } from './daemon-config.js';
 import { type EngineInit, ensureServiceDefinition, startEngine } from './engine-service.js';
 import { gatherFacts, type HostFacts } from './facts.js';
-import { openSwarmPorts } from './firewall.js';
-import { type BundleRef, installEngine } from './install-engine.js';
+import { firewallObservation, openSwarmPorts } from './firewall.js';
+import { type BundleRef, installEngine, type PackagePlan } from './install-engine.js';
 
 /** Decided once per run for every host; nothing in it grows per host except the member CIDRs (collapsed blocks). */
 export interface BootstrapPlan {
   install: 'packages' | 'bundle';
   bundle?: BundleRef;
+  /** Where `install: packages` takes the engine from. */
+  packages?: PackagePlan;
   daemon: Record<string, unknown>;
   firewall: boolean;
   /** The blocks the swarm ports are opened to; undefined while machines are still being created. */
@@ -56,9 +58,10 @@ async function hostStep<T>(events: EventBus, host: string, name: string, fn: () 
 /** The firewall step: swarm ports open to the member blocks only; returns whether the rules changed. */
 export async function openFirewall(remote: Remote, machine: Machine, facts: HostFacts, memberCidrs: string[], events: EventBus): Promise<boolean> {
   const r = await hostStep(events, machine.name, 'firewall', async () => {
-    const before = await remote.run('iptables -S SWARMFORM 2>/dev/null; nft list table inet swarmform 2>/dev/null');
-    const message = await openSwarmPorts(remote, facts.firewall, memberCidrs);
-    const after = await remote.run('iptables -S SWARMFORM 2>/dev/null; nft list table inet swarmform 2>/dev/null');
+    const observe = firewallObservation(facts.firewall);
+    const before = await remote.run(observe);
+    const message = await openSwarmPorts(remote, facts, memberCidrs);
+    const after = await remote.run(observe);
     return { value: undefined, changed: before.stdout !== after.stdout, message };
   });
   return r.changed;
@@ -82,9 +85,13 @@ export async function bootstrapHost(remote: Remote, machine: Machine, plan: Boot
   });
   const init: EngineInit = machine.init === 'detect' ? facts.init : machine.init;
 
+  // A package's own scripts start the engine (Debian's docker.io does) before daemon.json is written: restart it.
+  let installedByPackage = false;
   const dockerd = await step('install engine', async () => {
-    const r = await installEngine(remote, facts, plan.install, plan.bundle);
-    return 'skipped' in r ? { value: r.dockerd, changed: false, message: r.skipped } : { value: r.dockerd, changed: true, message: r.message };
+    const r = await installEngine(remote, facts, plan.install, plan.bundle, plan.packages);
+    if ('skipped' in r) return { value: r.dockerd, changed: false, message: r.skipped };
+    installedByPackage = Boolean(r.installed);
+    return { value: r.dockerd, changed: true, message: r.message };
   });
 
   const serviceChanged = await step('engine service', async () => {
@@ -113,7 +120,7 @@ export async function bootstrapHost(remote: Remote, machine: Machine, plan: Boot
       const v = (await remote.engine().version()) as { Version?: string };
       return { value: v.Version ?? 'unknown', changed: false, message: `engine ${v.Version} running` };
     }
-    const v = await startEngine(remote, init, running || facts.engineRunning ? 'restart' : 'start');
+    const v = await startEngine(remote, init, running || facts.engineRunning || installedByPackage ? 'restart' : 'start');
     return { value: v, changed: true, message: `engine ${v} ${facts.engineRunning ? 'restarted' : 'started'}` };
   });
 

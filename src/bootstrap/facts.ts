@@ -9,6 +9,8 @@ export interface HostFacts {
   osId: string;
   osFamily: OsFamily;
   osVersion: string;
+  /** VERSION_CODENAME (bookworm, trixie, jammy...); empty when the OS does not say. */
+  osCodename: string;
   arch: string;
   init: 'systemd' | 'openrc' | 'sysv' | 'none';
   hostname: string;
@@ -57,6 +59,7 @@ export function parseFacts(out: string): HostFacts {
     osId,
     osFamily,
     osVersion: kv.get('os_version') ?? '',
+    osCodename: kv.get('os_codename') ?? '',
     arch: kv.get('arch') ?? '',
     init: init === 'systemd' || init === 'openrc' || init === 'sysv' ? init : 'none',
     hostname: kv.get('hostname') ?? '',

@@ -12,7 +12,7 @@ import type { HostSpec, SshSettings } from './types.js';
 import { parseWith, reportIssues } from './zod-issues.js';
 
 /** SSH settings when the inventory says nothing. */
-export const DEFAULT_SSH: SshSettings = { user: 'root', port: 22, connectTimeout: 120 };
+export const DEFAULT_SSH: SshSettings = { user: 'root', port: 22, connectTimeout: 120, defaults: ['user', 'port'] };
 
 /** Provider used by groups when neither they nor the inventory name one. */
 export const DEFAULT_PROVIDER = 'lab';
@@ -173,10 +173,33 @@ function groupRange(group: GroupEntry, groupName: string, groupPath: DocPath, pr
 export function mergeSsh(base: SshSettings, over: SshEntry | undefined, baseDir: string): SshSettings {
   const out: SshSettings = { ...base };
   if (over === undefined) return out;
-  if (over.user !== undefined) out.user = over.user;
-  if (over.port !== undefined) out.port = over.port;
+  const explicit = (k: 'user' | 'port') => {
+    if (!out.defaults?.includes(k)) return;
+    out.defaults = out.defaults.filter((d) => d !== k);
+    if (out.defaults.length === 0) delete out.defaults;
+  };
+  if (over.user !== undefined) {
+    out.user = over.user;
+    explicit('user');
+  }
+  if (over.port !== undefined) {
+    out.port = over.port;
+    explicit('port');
+  }
   if (over.connectTimeout !== undefined) out.connectTimeout = over.connectTimeout;
   if (over.key !== undefined) out.key = resolveLocalPath(over.key, baseDir);
+  if (over.become !== undefined) out.become = over.become;
+  if (over.jump !== undefined) {
+    out.jump = over.jump.map((h) => {
+      const hop: NonNullable<SshSettings['jump']>[number] = { host: h.host };
+      if (h.user !== undefined) hop.user = h.user;
+      if (h.port !== undefined) hop.port = h.port;
+      const key = 'key' in h ? h.key : undefined;
+      if (key !== undefined) hop.key = resolveLocalPath(key, baseDir);
+      return hop;
+    });
+  }
+  if (over.config !== undefined) out.config = over.config === false ? false : resolveLocalPath(over.config, baseDir);
   return out;
 }
 

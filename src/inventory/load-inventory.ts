@@ -1,17 +1,19 @@
 /**
- * The inventory loader: render (nunjucks) -> parse (YAML with positions) -> validate (zod) -> expand groups and
- * check cross-field rules. Every problem carries file:line:column and the key; all of a stage's problems are
- * reported together in one InventoryError, and nothing later runs on an inventory that has any.
+ * The inventory loader: render (nunjucks) -> parse (YAML with positions) -> validate (zod) -> check host limits on
+ * counts (before any host is made) -> expand groups and check cross-field rules. Every problem carries
+ * file:line:column and the key; all of a stage's problems are reported together in one InventoryError, and nothing
+ * later runs on an inventory that has any.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../core/errors.js';
 import { expandHosts } from './expand-hosts.js';
+import { checkHostLimits, providersUsed } from './host-count.js';
 import { ProblemList } from './problems.js';
 import type { ProviderRegistry } from './provider-registry.js';
 import { resolveProviderSettings } from './provider-settings.js';
 import { renderTemplate, renderedLineNote } from './render-template.js';
-import { resolveBundle, resolveImages, resolveServices, resolveStacks } from './resolve-workloads.js';
+import { resolveBundle, resolveImages, resolvePackages, resolveServices, resolveStacks } from './resolve-workloads.js';
 import { inventorySchema } from './schema.js';
 import type { Inventory } from './types.js';
 import { YamlSource } from './yaml-source.js';
@@ -73,19 +75,23 @@ export function parseInventory(text: string, file: string, opts: LoadOptions): I
   const inv = parsed.data!;
 
   const groupOrder = inOrder(yaml.keysInOrder(['groups']), inv.groups);
-  const { hosts, providersUsed } = expandHosts({ inventory: inv, groupOrder, registry: opts.providers, baseDir, problems });
+  // Provider settings and the host limits (MAX_HOSTS, the lab subnet) come before expansion, counted by arithmetic:
+  // nothing loops over hosts that could never be created.
   const providers = resolveProviderSettings({
     section: inv.providers,
     order: inOrder(yaml.keysInOrder(['providers']), inv.providers ?? {}),
-    used: providersUsed,
+    used: providersUsed(inv, groupOrder, opts.providers),
     registry: opts.providers,
     problems,
   });
+  if (checkHostLimits({ inventory: inv, groupOrder, providerSettings: providers, problems })) problems.throwIfAny();
+  const { hosts } = expandHosts({ inventory: inv, groupOrder, registry: opts.providers, baseDir, problems });
   const services = resolveServices(inv.workloads?.services, problems, { ingress: inv.swarm.ingress });
   const stacks = resolveStacks(inv.workloads?.stacks, baseDir, problems);
   const images = resolveImages(inv.images, baseDir, problems);
   const bundle = resolveBundle(inv.swarm.bundle, baseDir, problems);
-  const swarm = bundle === undefined ? inv.swarm : { ...inv.swarm, bundle };
+  const packages = resolvePackages(inv.swarm.packages, baseDir, problems);
+  const swarm = { ...inv.swarm, ...(bundle === undefined ? {} : { bundle }), ...(packages === undefined ? {} : { packages }) };
   problems.throwIfAny();
 
   return { file: abs, cluster: inv.cluster, providers, swarm, hosts, services, stacks, images };

@@ -3,7 +3,7 @@ import { statSync } from 'node:fs';
 import { resolveLocalPath } from './local-paths.js';
 import type { DocPath, ProblemList } from './problems.js';
 import type { ImageEntry, ServiceEntry, StackEntry } from './schema.js';
-import type { ImageSpec, ServiceSpec, StackSpec } from './types.js';
+import type { ImageSpec, PackageSettings, ServiceSpec, StackSpec } from './types.js';
 
 /** Services with defaults applied; duplicate names, `replicas` on a global service and ingress port clashes are problems. */
 export function resolveServices(entries: ServiceEntry[] | undefined, problems: ProblemList, opts: { ingress?: boolean } = {}): ServiceSpec[] {
@@ -91,6 +91,30 @@ export function resolveBundle(entry: string | undefined, baseDir: string, proble
     problems.add(['swarm', 'bundle'], `file not found: ${file}`);
   }
   return file;
+}
+
+/**
+ * `swarm.packages` with its key file made absolute and checked; a mirror needs a key or `trusted: true`, since apt
+ * refuses an unsigned repository and swarmform does not silently turn signature checks off.
+ */
+export function resolvePackages(entry: PackageSettings | undefined, baseDir: string, problems: ProblemList): PackageSettings | undefined {
+  if (entry === undefined) return undefined;
+  const out: PackageSettings = { ...entry };
+  if (entry.key !== undefined) {
+    out.key = resolveLocalPath(entry.key, baseDir);
+    try {
+      if (!statSync(out.key).isFile()) problems.add(['swarm', 'packages', 'key'], `not a file: ${out.key}`);
+    } catch {
+      problems.add(['swarm', 'packages', 'key'], `file not found: ${out.key}`);
+    }
+  }
+  if (entry.mirror === undefined && (entry.suite !== undefined || entry.components !== undefined || entry.key !== undefined)) {
+    problems.add(['swarm', 'packages'], 'suite, components and key describe a mirror: set swarm.packages.mirror too');
+  }
+  if (entry.mirror !== undefined && entry.key === undefined && !entry.trusted) {
+    problems.add(['swarm', 'packages', 'mirror'], 'a mirror needs its signing key (swarm.packages.key) or `trusted: true` for an unsigned repository');
+  }
+  return out;
 }
 
 /** Stacks with absolute compose paths; a missing file or a duplicate stack name is a problem at its position. */

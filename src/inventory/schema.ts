@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { AdvertiseChoice, PublishedPort } from './types.js';
 import { ShellWordsError, splitShellWords } from './shell-words.js';
 import { expectedMessage, expecting } from './zod-issues.js';
+import { parseProxyJump } from '../remote/ssh-config.js';
 
 const nonEmpty = (what: string) => z.string(expecting(what)).min(1, expecting(what));
 
@@ -60,8 +61,39 @@ export const sshSchema = z.strictObject(
     port: portNumber.optional(),
     key: nonEmpty('the path of a private key file').optional(),
     connectTimeout: positiveInt('a positive number of seconds').optional(),
+    become: z.enum(['sudo', 'none'], expecting('"sudo" or "none"')).optional(),
+    jump: z
+      .union(
+        [
+          z.string().transform((v, ctx) => {
+            try {
+              return parseProxyJump(v);
+            } catch (err) {
+              ctx.addIssue({ code: 'custom', message: `expected [user@]host[:port][,...] (OpenSSH ProxyJump): ${(err as Error).message}`, input: v });
+              return z.NEVER;
+            }
+          }),
+          z.array(
+            z.strictObject(
+              {
+                host: nonEmpty('a bastion host name or address'),
+                user: nonEmpty('a user name').optional(),
+                port: portNumber.optional(),
+                key: nonEmpty('the path of a private key file').optional(),
+              },
+              expecting('a bastion (a mapping with host and optional user, port, key)'),
+            ),
+            expecting('a list of bastions'),
+          ),
+        ],
+        expecting('bastions: "[user@]host[:port],..." (OpenSSH ProxyJump) or a list of {host, user, port, key}'),
+      )
+      .optional(),
+    config: z
+      .union([nonEmpty('the path of an OpenSSH client config'), z.literal(false)], expecting('the path of an OpenSSH client config, or false'))
+      .optional(),
   },
-  expecting('a mapping of ssh settings (user, port, key, connectTimeout)'),
+  expecting('a mapping of ssh settings (user, port, key, connectTimeout, become, jump, config)'),
 );
 
 const optionsSchema = z.record(z.string(), z.unknown(), expecting('a mapping of provider options'));
@@ -101,6 +133,22 @@ const swarmSchema = z
       joinPacing: z.enum(['adaptive', 'fixed'], expecting('"adaptive" or "fixed"')).default('adaptive'),
       install: z.enum(['auto', 'packages', 'bundle'], expecting('"auto", "packages" or "bundle"')).default('auto'),
       bundle: nonEmpty('the path of an engine bundle (.tar.gz of bin/dockerd, bin/containerd, ...)').optional(),
+      packages: z
+        .strictObject(
+          {
+            from: z.enum(['distribution', 'docker'], expecting('"distribution" (docker.io) or "docker" (docker-ce from Docker\'s repository)')).default('distribution'),
+            mirror: z
+              .string(expecting('an http or https URL'))
+              .regex(/^https?:\/\/[^\s'"]+$/, expecting('an http or https URL like http://mirror.example.org/debian'))
+              .optional(),
+            suite: z.string(expecting('an apt suite')).regex(/^[A-Za-z0-9./_-]+$/, expecting('an apt suite like bookworm, or ./ for a flat repository')).optional(),
+            components: z.array(z.string().regex(/^[A-Za-z0-9_-]+$/, expecting('an apt component like main')), expecting('a list of apt components')).optional(),
+            key: nonEmpty('the path of an ASCII-armoured signing key').optional(),
+            trusted: z.boolean(expecting('true or false')).default(false),
+          },
+          expecting('a mapping of package settings (from, mirror, suite, components, key, trusted)'),
+        )
+        .optional(),
       firewall: z.boolean(expecting('true or false')).default(true),
       drainManagers: z.boolean(expecting('true or false')).default(false),
       ingress: z.boolean(expecting('true or false')).default(true),

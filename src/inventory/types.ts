@@ -10,6 +10,17 @@ export interface SshSettings {
   key?: string;
   /** Seconds to keep trying to reach SSH before failing the host. */
   connectTimeout: number;
+  /** `sudo` (the default when `user` is not root): privileged commands run through `sudo -n`. */
+  become?: 'sudo' | 'none';
+  /**
+   * Bastions, first to last (OpenSSH ProxyJump semantics); [] for `jump: none`; absent: the OpenSSH config decides.
+   * Unset user/port/key are filled at connect time (the config for the bastion, else the host's user, 22, its key).
+   */
+  jump?: { host: string; port?: number; user?: string; key?: string }[];
+  /** OpenSSH client config to consult: a path (absolute), false to ignore it; absent: ~/.ssh/config. */
+  config?: string | false;
+  /** Keys still at swarmform's defaults (not written at any level): the OpenSSH config may fill them. */
+  defaults?: ('user' | 'port')[];
 }
 
 /** How to pick the address a node advertises to the swarm. */
@@ -29,6 +40,8 @@ export interface SwarmSettings {
   install: InstallMethod | 'auto';
   /** Absolute path of an engine bundle (`.tar.gz` of `bin/dockerd`, ...) for `install: bundle` where the provider has none. */
   bundle?: string;
+  /** Where `install: packages` gets the engine; absent: the distribution's docker.io from the host's own sources. */
+  packages?: PackageSettings;
   /** Open the swarm ports in each host's firewall (turning it off is for diagnosis only). */
   firewall: boolean;
   /** Set managers' availability to drain so tasks run on workers only. */
@@ -49,6 +62,21 @@ export interface SwarmSettings {
   certExpiryHours?: number;
   /** Finished tasks kept per slot. */
   taskHistoryLimit?: number;
+}
+
+/** `swarm.packages`: the package source for `install: packages`. */
+export interface PackageSettings {
+  /** `distribution`: docker.io; `docker`: docker-ce, docker-ce-cli, containerd.io from Docker's repository. */
+  from: 'distribution' | 'docker';
+  /** Base URL of an apt repository (a site mirror, Docker's repository, a flat repository). */
+  mirror?: string;
+  /** Suite; default the host's codename; `./` for a flat repository. */
+  suite?: string;
+  components?: string[];
+  /** Absolute path of the repository's ASCII-armoured signing key, uploaded to /etc/apt/keyrings. */
+  key?: string;
+  /** Accept an unsigned repository. */
+  trusted: boolean;
 }
 
 export interface RaftSettings {

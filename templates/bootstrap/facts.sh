@@ -3,6 +3,7 @@ if [ -r /etc/os-release ]; then . /etc/os-release; fi
 echo "os_id=${ID:-unknown}"
 echo "os_like=${ID_LIKE:-}"
 echo "os_version=${VERSION_ID:-}"
+echo "os_codename=${VERSION_CODENAME:-}"
 echo "arch=$(uname -m)"
 echo "kernel=$(uname -r)"
 echo "hostname=$(hostname 2>/dev/null || cat /etc/hostname)"
@@ -19,6 +20,7 @@ echo "bundle_sha=$(cat /usr/local/lib/swarmform/engine.sha256 2>/dev/null)"
 if command -v zstd >/dev/null 2>&1; then echo "zstd=yes"; fi
 if command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q 'Status: active'; then echo "firewall=ufw"
 elif command -v firewall-cmd >/dev/null 2>&1 && firewall-cmd --state >/dev/null 2>&1; then echo "firewall=firewalld"
+elif [ -d /run/systemd/system ] && command -v nft >/dev/null 2>&1 && systemctl is-enabled nftables >/dev/null 2>&1; then echo "firewall=nftables"
 elif command -v iptables >/dev/null 2>&1 && iptables -S INPUT >/dev/null 2>&1; then echo "firewall=iptables"
 elif command -v nft >/dev/null 2>&1; then echo "firewall=nftables"
 else echo "firewall=none"; fi

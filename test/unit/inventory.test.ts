@@ -200,14 +200,15 @@ describe('groups to hosts', () => {
     const [m1, m2, p1] = inv.hosts;
     assert.deepEqual(m1.ssh, { user: 'admin', port: 2200, key: path.join(FIXTURES, 'keys/group'), connectTimeout: 30 });
     assert.deepEqual(m2.ssh, { user: 'ops', port: 2222, key: path.join(FIXTURES, 'keys/group'), connectTimeout: 30 });
-    assert.deepEqual(p1.ssh, { user: 'admin', port: 22, key: path.join(os.homedir(), '.ssh/id_ed25519'), connectTimeout: 30 });
+    // The port no level wrote stays marked as swarmform's default, so the OpenSSH config (~/.ssh/config) may set it.
+    assert.deepEqual(p1.ssh, { user: 'admin', port: 22, key: path.join(os.homedir(), '.ssh/id_ed25519'), connectTimeout: 30, defaults: ['port'] });
     assert.equal(m1.address, '203.0.113.1');
     assert.equal(m1.privateAddress, undefined);
     assert.equal(m2.privateAddress, '10.0.0.2');
     assert.equal(p1.address, 'p1.example.com');
 
     const defaults = load(MINIMAL).hosts[0].ssh;
-    assert.deepEqual(defaults, { user: 'root', port: 22, connectTimeout: 120 });
+    assert.deepEqual(defaults, { user: 'root', port: 22, connectTimeout: 120, defaults: ['user', 'port'] });
     assert.ok(!('key' in defaults), 'no key unless one is given');
   });
 
@@ -331,6 +332,7 @@ describe('groups to hosts', () => {
   it('loads a 4,700-host range quickly', () => {
     const text = lines(
       'cluster: swarm3k',
+      'providers: { lab: { subnet: 198.18.0.0/19 } }',
       'groups:',
       '  managers: { role: manager, name: "mgr-[1:3]", labels: { tier: control } }',
       '  workers: { role: worker, name: "worker-[0001:4700]", labels: { tier: app }, ssh: { user: ops } }',
@@ -345,6 +347,113 @@ describe('groups to hosts', () => {
     assert.deepEqual(inv.hosts[4702].labels, { tier: 'app' });
     assert.equal(inv.hosts[4702].ssh.user, 'ops');
     assert.ok(elapsed < 500, `took ${elapsed.toFixed(0)} ms`);
+  });
+});
+
+describe('host limits, checked on counts before expansion', () => {
+  const big = (subnet: string | undefined, workers: string) =>
+    lines(
+      'cluster: big',
+      ...(subnet === undefined ? [] : ['providers:', '  lab:', `    subnet: ${subnet}`]),
+      'groups:',
+      '  managers: { role: manager, count: 1 }',
+      '  workers:',
+      '    role: worker',
+      `    ${workers}`,
+    );
+
+  it('worker-[1:99999] on a lab /24 is one problem at the name key, with the count and the capacity, at once', () => {
+    const text = big('198.18.0.0/24', 'name: worker-[1:99999]');
+    const started = performance.now();
+    let error: InventoryError | undefined;
+    try {
+      load(text);
+    } catch (err) {
+      error = err as InventoryError;
+    }
+    const elapsed = performance.now() - started;
+    console.log(`worker-[1:99999] on a /24 rejected in ${elapsed.toFixed(1)} ms`);
+    assert.ok(error instanceof InventoryError, 'rejected');
+    assert.equal(error.exitCode, 2);
+    assert.equal(error.problems.length, 1, error.message);
+    const [p] = error.problems;
+    assert.deepEqual({ file: p.file, line: p.line, column: p.column, key: p.key }, { file: FILE, line: 9, column: columnOf(text, 9, 'worker-['), key: 'groups.workers.name' });
+    assert.match(p.message, /^worker-\[1:99999\] makes 99999 lab hosts, 100000 with the other lab groups \(workers 99999, managers 1\)/);
+    assert.match(p.message, /providers\.lab\.subnet 198\.18\.0\.0\/24 holds 253 \(256 addresses less the network, the bridge's \.1 and the broadcast\)/);
+    assert.match(p.message, /set providers\.lab\.subnet to a \/15 inside 198\.18\.0\.0\/15/);
+    assert.ok(error.message.startsWith(`${FILE}:9:${p.column}: groups.workers.name: worker-[1:99999] makes 99999 lab hosts`), error.message);
+  });
+
+  it('names the default subnet, a count key and the subnet that would fit', () => {
+    assertProblem(big(undefined, 'count: 300'), {
+      line: 6,
+      column: '300',
+      key: 'groups.workers.count',
+      message:
+        'count: 300 makes 300 lab hosts, 301 with the other lab groups (workers 300, managers 1), but providers.lab.subnet 198.18.0.0/24 ' +
+        "(the default) holds 253 (256 addresses less the network, the bridge's .1 and the broadcast): set providers.lab.subnet to a /23 " +
+        'or larger inside 198.18.0.0/15 (e.g. 198.18.0.0/23), or use fewer hosts',
+    });
+  });
+
+  it('a range that fits the subnet still loads, up to the last address', () => {
+    assert.equal(load(big('198.18.0.0/24', 'name: worker-[1:252]')).hosts.length, 253);
+    assertProblem(big('198.18.0.0/24', 'name: worker-[1:253]'), { line: 9, column: 'worker-[', key: 'groups.workers.name', message: /makes 253 lab hosts, 254 with/ });
+    const inv = load(big('198.18.0.0/20', 'name: "worker-[0001:4000]"'));
+    assert.equal(inv.hosts.length, 4001);
+    assert.equal(inv.hosts[4000].name, 'worker-4000');
+  });
+
+  it('only lab groups count against the lab subnet', () => {
+    const text = lines('cluster: mixed', 'groups:', '  managers: { role: manager, count: 1 }', '  metal: { role: worker, provider: ssh, name: "m-[1:5000]" }');
+    assert.equal(load(text).hosts.length, 5001);
+  });
+
+  it('all groups together may have at most MAX_HOSTS (100000) hosts', () => {
+    const text = lines(
+      'cluster: huge',
+      'provider: ssh',
+      'groups:',
+      '  managers: { role: manager, count: 3 }',
+      '  a: { role: worker, name: "a-[1:60000]" }',
+      '  b: { role: worker, count: 50000 }',
+    );
+    const started = performance.now();
+    assertProblem(text, {
+      line: 5,
+      column: '"a-',
+      key: 'groups.a.name',
+      message:
+        'a-[1:60000] makes 60000 hosts, 110003 with the other groups (a 60000, b 50000, managers 3): more than the 100000 one inventory ' +
+        'may have (MAX_HOSTS); split the cluster into several inventories',
+    });
+    console.log(`110003 hosts rejected in ${(performance.now() - started).toFixed(1)} ms`);
+    // Exactly the limit loads, and expanding it stays well inside what a signal may wait for.
+    const full = lines('cluster: huge', 'provider: ssh', 'groups:', '  managers: { role: manager, count: 3 }', '  a: { role: worker, name: "a-[1:99997]" }');
+    const t0 = performance.now();
+    assert.equal(load(full).hosts.length, 100_000);
+    const ms = performance.now() - t0;
+    console.log(`100000 hosts expanded in ${ms.toFixed(0)} ms`);
+    assert.ok(ms < 2000, `took ${ms.toFixed(0)} ms`);
+  });
+
+  it('a group over the per-range limit is still reported at its own key', () => {
+    assertProblem(lines('cluster: lab', 'groups:', '  managers: { role: manager, count: 1 }', '  w: { role: worker, count: 100001 }'), {
+      line: 4,
+      column: '100001',
+      key: 'groups.w.count',
+      message: 'expected at most 100000 hosts in a group, got 100001',
+    });
+  });
+
+  it('the real lab provider: 99,999 workers on a /24 fail at the name key', async () => {
+    const { providers: real } = await import('../../src/providers/registry.js');
+    const text = big('198.18.0.0/24', 'name: worker-[1:99999]');
+    assert.throws(
+      () => parseInventory(text, FILE, { providers: real, env: {} }),
+      (err: unknown) =>
+        err instanceof InventoryError && err.problems.length === 1 && err.problems[0].key === 'groups.workers.name' && /holds 253/.test(err.message),
+    );
   });
 });
 
@@ -997,4 +1106,18 @@ describe('files', () => {
       return true;
     });
   });
+});
+
+it('swarm.packages: a mirror needs its key or trusted, and is read with defaults', () => {
+  const base = (pk: string) => lines('cluster: lab', 'swarm:', '  install: packages', `  packages: ${pk}`, 'groups:', '  managers: { role: manager, count: 1 }');
+  const inv = load(base('{ mirror: "http://198.18.0.1:3142/bookworm", suite: ./, trusted: true }'));
+  assert.deepEqual(inv.swarm.packages, { from: 'distribution', mirror: 'http://198.18.0.1:3142/bookworm', suite: './', trusted: true });
+  assertProblem(base('{ mirror: "http://mirror.example.org/debian" }'), {
+    line: 4,
+    column: '"http',
+    key: 'swarm.packages.mirror',
+    message: /signing key \(swarm\.packages\.key\) or `trusted: true`/,
+  });
+  assertProblem(base('{ from: ce }'), { line: 4, column: 'ce', key: 'swarm.packages.from', message: /"distribution" \(docker\.io\) or "docker"/ });
+  assertProblem(base('{ mirror: "ftp://x" , trusted: true }'), { line: 4, column: '"ftp', key: 'swarm.packages.mirror', message: /http or https URL/ });
 });
