@@ -25,6 +25,21 @@ export interface Machine {
     user: string;
     /** Path of the private key file to authenticate with; absent means ssh-agent. */
     keyPath?: string;
+    /**
+     * How privileged commands run: `sudo` wraps every command in `sudo -n` and reaches the engine through
+     * `sudo -n docker system dial-stdio`; `none` runs them as the login user (root). Absent: `sudo` unless the
+     * login user (after the OpenSSH config) is root.
+     */
+    become?: 'sudo' | 'none';
+    /**
+     * Bastions to pass through, first to last (OpenSSH ProxyJump order); empty: connect directly; absent: the
+     * OpenSSH config's ProxyJump for the host, if any.
+     */
+    jump?: SshHop[];
+    /** OpenSSH client config consulted at connect time: a path, false to ignore, absent for ~/.ssh/config. */
+    config?: string | false;
+    /** Fields holding swarmform's defaults rather than the inventory's words: the OpenSSH config may replace them. */
+    defaults?: ('user' | 'port')[];
   };
   labels: Record<string, string>;
   init: InitSystem;
@@ -33,6 +48,17 @@ export interface Machine {
    * starts it instead of making another. Absent for providers that do not report it.
    */
   stopped?: boolean;
+}
+
+/** One bastion on the way to a host. */
+export interface SshHop {
+  host: string;
+  /** Absent: the OpenSSH config's Port for the bastion, else 22. */
+  port?: number;
+  /** Absent: the OpenSSH config's User for the bastion, else the host's own login user. */
+  user?: string;
+  /** Absent: the OpenSSH config's IdentityFile for the bastion, else the host's key (or ssh-agent). */
+  keyPath?: string;
 }
 
 /** What a provider can do; read by planning and by the fan-out engine to size batches. */
@@ -75,6 +101,22 @@ export interface ProviderArtifacts {
   bundleZstd?: string;
   /** Images to load on every node, in addition to the inventory's `images:`. */
   images?: { file: string; kind: 'load' | 'import'; tag?: string }[];
+  /**
+   * Package repositories the provider serves to its own hosts, by the host's VERSION_CODENAME (the lab's flat apt
+   * repositories on its bridge): used by `install: packages` when the inventory names no mirror.
+   */
+  packageMirrors?: Record<string, PackageMirror>;
+}
+
+/** An apt source: `deb [trusted=yes] URL SUITE COMPONENTS...`; a flat repository has suite `./` and no components. */
+export interface PackageMirror {
+  url: string;
+  suite: string;
+  components: string[];
+  /** Local path of an ASCII-armoured signing key; absent with `trusted`. */
+  key?: string;
+  /** Accept the repository unsigned (the lab's own flat repository). */
+  trusted?: boolean;
 }
 
 /** A network path the cluster's swarm ports must cross, for planning and reporting. */

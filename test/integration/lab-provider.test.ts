@@ -117,7 +117,7 @@ test('lab hosts start like fresh servers and teardown removes everything', { ski
   assert.equal(a.providerId, netnsName(cluster, 'alpha'));
   assert.equal(a.init, 'none');
   assert.equal(a.role, 'manager');
-  assert.deepEqual(a.ssh, { host: '198.18.1.2', port: 22, user: 'root', keyPath: path.join(ctx.stateDir, 'lab', 'id_ed25519') });
+  assert.deepEqual(a.ssh, { host: '198.18.1.2', port: 22, user: 'root', keyPath: path.join(ctx.stateDir, 'lab', 'id_ed25519'), config: false });
   assert.equal((await fs.stat(a.ssh.keyPath!)).mode & 0o777, 0o600);
   assert.deepEqual(
     ctx.seen.filter((e) => e.type === 'step' && e.status === 'ok').map((e) => (e.type === 'step' ? e.host : '')).sort(),

@@ -4,6 +4,7 @@
  */
 import type { CommandModule } from 'yargs';
 import { envCommand } from './env.js';
+import { labCommand } from './lab.js';
 import { networkCommand } from './network.js';
 import { nodeCommand } from './node.js';
 import { raftCommand } from './raft.js';
@@ -11,4 +12,4 @@ import { serviceCommand } from './service.js';
 import { stackCommand } from './stack.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [serviceCommand, nodeCommand, networkCommand, envCommand, raftCommand, stackCommand];
+export const commands: CommandModule<any, any>[] = [serviceCommand, nodeCommand, networkCommand, envCommand, raftCommand, stackCommand, labCommand];

@@ -8,6 +8,7 @@ import pLimit from 'p-limit';
 import { UsageError } from '../../core/errors.js';
 import type { HostSpec, Inventory } from '../../inventory/types.js';
 import type { BatchResult, Machine, Provider, ProviderArtifacts, ProviderContext, ProviderInfo } from '../provider.js';
+import { inventorySsh } from '../ssh/index.js';
 import {
   chunk,
   cleanError,
@@ -23,6 +24,7 @@ import {
 import { type CallStats, ec2Client } from './client.js';
 import { ec2, loadAwsSdk } from './sdk.js';
 import { type AwsSettings, TAG, awsOptionsSchema, awsSettings, awsSettingsSchema, awsShape, keyNameOf } from './settings.js';
+import { type ImageFacts, loginUser } from './users.js';
 
 /** Errors that mean "not enough capacity right now": the batch is halved, then hosts are retried later. */
 const CAPACITY = new Set(['InsufficientInstanceCapacity', 'InsufficientCapacity', 'InsufficientFreeAddressesInSubnet', 'InsufficientHostCapacity', 'SpotMaxPriceTooLow', 'InsufficientReservedInstanceCapacity']);
@@ -41,6 +43,8 @@ interface Env {
   groupId?: string;
   keyName?: string;
   amis: Map<string, Promise<string>>;
+  /** What DescribeImages said about each AMI id (undefined: not found), one call per distinct AMI per run. */
+  images: Map<string, Promise<ImageFacts | undefined>>;
 }
 
 /** One host's outcome inside create, before it is reported. */
@@ -122,7 +126,7 @@ export class AwsProvider implements Provider {
     if (!env) {
       const s = awsSettings(ctx.inventory);
       const { client, stats } = ec2Client(s);
-      env = { s, client, stats, amis: new Map() };
+      env = { s, client, stats, amis: new Map(), images: new Map() };
       this.envs.set(ctx, env);
     }
     return env;
@@ -176,6 +180,16 @@ export class AwsProvider implements Provider {
       pending = pending.filter((p) => p !== h);
     }
     if (launched.length) ctx.events.info(`aws: adopting ${launched.length} unnamed instance(s) of an interrupted run`);
+    // Hosts that will log in as their image's default user: an image whose user cannot be told stops the run
+    // before anything is launched.
+    await Promise.all(
+      pending.map(async (h) => {
+        if (!h.ssh.defaults?.includes('user')) return;
+        const shape = awsShape(s, h);
+        const imageId = shape.ami ?? (await this.ami(env, shape.amiName!));
+        await this.userFor(env, h, imageId);
+      }),
+    );
 
     const failedFinal: Failure[] = [];
     const exhausted = new Map<string, Error>();
@@ -285,11 +299,37 @@ export class AwsProvider implements Provider {
         const out = await env.client.send(new ec2.DescribeImagesCommand({ Owners: env.s.amiOwners, Filters: [{ Name: 'name', Values: [name] }, { Name: 'state', Values: ['available'] }] }));
         const newest = [...(out.Images ?? [])].sort((a, b) => (b.CreationDate ?? '').localeCompare(a.CreationDate ?? ''))[0];
         if (!newest?.ImageId) throw new UsageError(`providers.aws.amiName: no available image named "${name}" owned by ${env.s.amiOwners.join(', ')} in ${env.s.region}`);
+        // The same answer tells the image's login user: no second call for it.
+        if (!env.images.has(newest.ImageId)) env.images.set(newest.ImageId, Promise.resolve(newest));
         return newest.ImageId;
       })();
       env.amis.set(name, p);
     }
     return p;
+  }
+
+  /** Name and description of an AMI (DescribeImages once per AMI per run); undefined when EC2 does not know it. */
+  private imageFacts(env: Env, imageId: string): Promise<ImageFacts | undefined> {
+    let p = env.images.get(imageId);
+    if (!p) {
+      p = env.client.send(new ec2.DescribeImagesCommand({ ImageIds: [imageId] })).then(
+        (out) => out.Images?.find((i) => i.ImageId === imageId),
+        (e: unknown) => {
+          // A deregistered or mistyped AMI id.
+          if (/^InvalidAMIID\./.test(codeOf(e) ?? '')) return undefined;
+          throw cleanError(e, 'DescribeImages');
+        },
+      );
+      env.images.set(imageId, p);
+    }
+    return p;
+  }
+
+  /** The host's login user: the written ssh.user, else its image's default user (throws a UsageError when unknown). */
+  private async userFor(env: Env, host: HostSpec, imageId: string | undefined): Promise<string> {
+    if (!host.ssh.defaults?.includes('user')) return host.ssh.user;
+    if (!imageId) return loginUser(host, '(unknown image)', undefined);
+    return loginUser(host, imageId, await this.imageFacts(env, imageId));
   }
 
   /**
@@ -371,8 +411,12 @@ export class AwsProvider implements Provider {
           const state = inst.State?.Name;
           if (state === 'running') {
             if (!running.has(inst.InstanceId!)) {
-              const m = toMachine(inst, l.host, s, ctx.inventory);
-              ssh.add(m, `${m.providerId} at ${m.privateAddress}`, (error) => broken.push({ ...l, error }));
+              try {
+                const m = toMachine(inst, l.host, s, ctx.inventory, await this.userFor(env, l.host, inst.ImageId));
+                ssh.add(m, `${m.providerId} at ${m.privateAddress}`, (error) => broken.push({ ...l, error }));
+              } catch (error) {
+                broken.push({ ...l, error: error as Error });
+              }
             }
             running.set(inst.InstanceId!, inst);
           }
@@ -403,9 +447,25 @@ export class AwsProvider implements Provider {
     await loadAwsSdk();
     const env = this.env(ctx);
     try {
-      const found = await discover(env.client, ctx.inventory.cluster);
+      const found = (await discover(env.client, ctx.inventory.cluster)).filter((i) => tagOf(i.Tags, TAG.name));
       const specs = new Map(ctx.inventory.hosts.map((h) => [h.name, h]));
-      return found.filter((i) => tagOf(i.Tags, TAG.name)).map((i) => toMachine(i, specs.get(tagOf(i.Tags, TAG.name)!), env.s, ctx.inventory));
+      return await Promise.all(
+        found.map(async (i) => {
+          const spec = specs.get(tagOf(i.Tags, TAG.name)!);
+          const base = spec ?? awsHosts(ctx.inventory)[0];
+          let user: string | undefined;
+          if (base) {
+            try {
+              user = await this.userFor(env, { ...base, name: tagOf(i.Tags, TAG.name)! }, i.ImageId);
+            } catch (e) {
+              if (!(e instanceof UsageError)) throw e;
+              // An existing instance must stay listable (for down) even when its image no longer tells its user.
+              ctx.events.warn(`aws: ${e.message}; trying ${base.ssh.user}`);
+            }
+          }
+          return toMachine(i, spec, env.s, ctx.inventory, user);
+        }),
+      );
     } catch (e) {
       throw cleanError(e, 'aws list');
     }
@@ -527,7 +587,8 @@ function isStopped(i: Instance): boolean {
   return i.State?.Name === 'stopped' || i.State?.Name === 'stopping';
 }
 
-function toMachine(inst: Instance, spec: HostSpec | undefined, s: AwsSettings, inv: Inventory): Machine {
+/** `user`: the login user worked out for the instance (written ssh.user or the image's default user). */
+function toMachine(inst: Instance, spec: HostSpec | undefined, s: AwsSettings, inv: Inventory, user?: string): Machine {
   const name = tagOf(inst.Tags, TAG.name)!;
   const priv = inst.PrivateIpAddress ?? '';
   const pub = inst.PublicIpAddress;
@@ -541,7 +602,7 @@ function toMachine(inst: Instance, spec: HostSpec | undefined, s: AwsSettings, i
     providerId: inst.InstanceId!,
     privateAddress: priv,
     publicAddress: pub,
-    ssh: { host: sshHost, port: base?.ssh.port ?? 22, user: base?.ssh.user ?? 'ubuntu', keyPath: base?.ssh.key },
+    ssh: { host: sshHost, port: base?.ssh.port ?? 22, user: user ?? base?.ssh.user ?? 'ubuntu', keyPath: base?.ssh.key, ...inventorySsh(base?.ssh) },
     labels: { ...(spec?.labels ?? {}), 'swarmform.instance-type': inst.InstanceType ?? '' },
     init: 'detect',
     ...(isStopped(inst) ? { stopped: true } : {}),
@@ -646,8 +707,12 @@ export function awsCallPlan(hosts: HostSpec[], s: AwsSettings) {
   });
   const runInstances = groups.reduce((a, g) => a + g.batches.length, 0);
   const amiLookups = new Set(groups.map((g) => g.amiName).filter(Boolean)).size;
+  // Images by id whose login user is read from DescribeImages (no ssh.user written); a name lookup already tells it.
+  const userLookups = new Set(
+    hosts.filter((h) => h.ssh.defaults?.includes('user')).map((h) => awsShape(s, h).ami).filter(Boolean),
+  ).size;
   // DescribeVpcs/Subnets, DescribeSecurityGroups, CreateSecurityGroup, AuthorizeSecurityGroupIngress, DescribeKeyPairs, ImportKeyPair.
-  const setup = 6 + amiLookups;
+  const setup = 6 + amiLookups + userLookups;
   const createTags = hosts.length;
   // Discovery before create (one page per 1,000), then at least one poll of the launched instances.
   const describe = 2 * Math.max(1, Math.ceil(hosts.length / 1000));

@@ -8,6 +8,7 @@ import type { Droplet, Firewall, FirewallInboundRule, FirewallOutboundRule, SshK
 import { UsageError } from '../../core/errors.js';
 import type { HostSpec, Inventory } from '../../inventory/types.js';
 import type { BatchResult, Machine, Provider, ProviderArtifacts, ProviderContext, ProviderInfo } from '../provider.js';
+import { inventorySsh } from '../ssh/index.js';
 import { chunk, cloudRules, md5Fingerprint, operatorPublicKey, renderUserData, ruleLines, shapeGroups, sleep, SshWaits } from '../cloud/common.js';
 import { type DoStats, doClient, doToken } from './client.js';
 import { type DoSettings, doOptionsSchema, doSettings, doSettingsSchema, doShape, doTags } from './settings.js';
@@ -400,6 +401,8 @@ function toMachine(d: Droplet, spec: HostSpec | undefined, s: DoSettings, inv: I
   const role = (d.tags ?? []).find((x) => x.startsWith(`${prefix}role:`))?.slice(`${prefix}role:`.length);
   const group = (d.tags ?? []).find((x) => x.startsWith(`${prefix}group:`))?.slice(`${prefix}group:`.length);
   const base = spec ?? doHosts(inv)[0];
+  // Droplet images log in as root: a user the inventory did not write is root, whatever the loader's default was.
+  const user = !base || base.ssh.defaults?.includes('user') ? 'root' : base.ssh.user;
   return {
     name: d.name,
     role: (role as Machine['role']) ?? spec?.role ?? 'worker',
@@ -408,7 +411,7 @@ function toMachine(d: Droplet, spec: HostSpec | undefined, s: DoSettings, inv: I
     providerId: String(d.id),
     privateAddress: priv,
     publicAddress: pub,
-    ssh: { host: s.sshVia === 'public' && pub ? pub : priv, port: base?.ssh.port ?? 22, user: base?.ssh.user ?? 'root', keyPath: base?.ssh.key },
+    ssh: { host: s.sshVia === 'public' && pub ? pub : priv, port: base?.ssh.port ?? 22, user, keyPath: base?.ssh.key, ...inventorySsh(base?.ssh) },
     labels: { ...(spec?.labels ?? {}) },
     init: 'detect',
     ...(d.status === 'off' ? { stopped: true } : {}),

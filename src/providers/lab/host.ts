@@ -56,7 +56,8 @@ export function machineOf(plan: HostPlan): Machine {
     providerId: netnsName(plan.cluster, plan.spec.name),
     privateAddress: plan.address,
     publicAddress: plan.address,
-    ssh: { host: plan.address, port: 22, user: 'root', keyPath: plan.keyPath },
+    // Reached directly on the bridge: the user's OpenSSH config (a `Host *` ProxyJump, say) is not for lab hosts.
+    ssh: { host: plan.address, port: 22, user: 'root', keyPath: plan.keyPath, config: false },
     labels: { ...plan.spec.labels },
     init: 'none',
   };

@@ -3,11 +3,12 @@
  * own network namespace and address on a per-cluster bridge, its own mount and UTS namespaces (hostname, Docker
  * directories), its own sshd and firewall, and starts like a fresh server: no engine, only SSH open.
  */
+import { existsSync } from 'node:fs';
 import pLimit from 'p-limit';
 import { UsageError } from '../../core/errors.js';
 import type { HostSpec } from '../../inventory/types.js';
 import type { BatchResult, Machine, Provider, ProviderArtifacts, ProviderContext, ProviderInfo } from '../provider.js';
-import { allocateAddresses, capacity, firstAddresses, isHostAddress } from './addresses.js';
+import { allocateAddresses, capacity, firstAddresses, gatewayOf, isHostAddress } from './addresses.js';
 import { baseImage, BASE_IMAGE_TAG } from './base-image.js';
 import { ensureBridge, ensureForwardRules, ensureNeighbourCapacity } from './bridge.js';
 import { engineBundle, engineBundleZstd, engineLayer } from './bundle.js';
@@ -17,7 +18,10 @@ import { ensureClusterKey, readPublicKey } from './keys.js';
 import { checkClusterName, checkHostName, defaultBridgeName, netnsName, ruleComment } from './names.js';
 import { hostPaths, maskDir } from './paths.js';
 import { labPreflight } from './preflight.js';
-import { labOptionsSchema, labSettings, labSettingsSchema } from './settings.js';
+import { labOptionsSchema, labSettings, labSettingsSchema, osChoice, type OsChoice } from './settings.js';
+import { ensureMirrorServer, MIRROR_PORT, packageMirrors } from './mirror.js';
+import { CODENAMES, osImage } from './os-image.js';
+import { ensureInotifyCapacity, ensureOsHost, isOsHostDir } from './os-host.js';
 import { destroyHosts, hostDirNames, teardownCluster } from './sweep.js';
 
 /** Hosts set up at once: each is a dozen short local commands, mostly waiting on the kernel. */
@@ -52,10 +56,7 @@ export class LabProvider implements Provider {
       checkHostName(h.name);
       if (seen.has(h.name)) throw new UsageError(`host name "${h.name}" is used twice`);
       seen.add(h.name);
-      const extra = Object.keys(h.options ?? {});
-      if (extra.length > 0) {
-        throw new UsageError(`groups.${h.group}.options.${extra[0]}: the lab provider takes no options`);
-      }
+      osChoice(h, labSettings(ctx.inventory));
     }
     if (hosts.length > capacity(subnet)) {
       throw new UsageError(
@@ -77,6 +78,7 @@ export class LabProvider implements Provider {
     return [
       `lab: ${hosts.length} ${noun} on bridge ${bridge} ${subnet.cidr} (${range})`,
       `lab: each host: netns ${netnsName(ctx.inventory.cluster, '<host>')}, sshd on <address>:22, firewall drops all inbound but 22/tcp`,
+      ...osPlanLines(hosts, ctx),
       ...(labSettings(ctx.inventory).engine === 'preinstalled' ? ['lab: engine preinstalled in every host from one shared read-only layer (/usr/local)'] : []),
       ...(4 * hosts.length * hosts.length > 1024
         ? [`lab: root namespace: kernel neighbour table (net.ipv4/ipv6.neigh.default.gc_thresh*) raised if below room for ${hosts.length} x ${hosts.length} entries x 4`]
@@ -85,10 +87,18 @@ export class LabProvider implements Provider {
     ];
   }
 
-  async artifacts(_ctx: ProviderContext): Promise<ProviderArtifacts> {
+  async artifacts(ctx: ProviderContext): Promise<ProviderArtifacts> {
+    // The bundle and the busybox image serve OS hosts too: the images phase imports swarmform/busybox on every node.
     const [bundle, image] = await Promise.all([engineBundle(), baseImage()]);
     const bundleZstd = await engineBundleZstd(bundle);
-    return { bundle, bundleZstd, images: [{ file: image, kind: 'import', tag: BASE_IMAGE_TAG }] };
+    const out: ProviderArtifacts = { bundle, bundleZstd, images: [{ file: image, kind: 'import', tag: BASE_IMAGE_TAG }] };
+    const choices = osChoices(ctx);
+    if (choices.length > 0) {
+      // Building the images fills the mirror; a built image is only looked up.
+      const images = await Promise.all(choices.map((c) => osImage(c, (m) => ctx.events.info(m))));
+      out.packageMirrors = packageMirrors(gatewayOf(labSettings(ctx.inventory).subnet), new Set(images.map((i) => i.codename)));
+    }
+    return out;
   }
 
   async network(ctx: ProviderContext): Promise<void> {
@@ -96,6 +106,8 @@ export class LabProvider implements Provider {
     checkClusterName(ctx.inventory.cluster);
     await ensureBridge(bridge, subnet);
     await ensureForwardRules(bridge, ruleComment(ctx.inventory.cluster));
+    // OS hosts install packages from the lab's mirror, served on the bridge's address.
+    if (osChoices(ctx).length > 0) await ensureMirrorServer(ctx.inventory.cluster, gatewayOf(subnet));
   }
 
   async create(hosts: HostSpec[], ctx: ProviderContext, ready?: (machine: Machine) => void): Promise<BatchResult> {
@@ -104,7 +116,12 @@ export class LabProvider implements Provider {
     checkClusterName(cluster);
     for (const h of hosts) checkHostName(h.name);
     await checkLabRoot();
+    const choices = new Map(hosts.map((h) => [h.name, osChoice(h, settings)]));
     await this.network(ctx);
+    if ([...choices.values()].some((c) => c !== undefined)) {
+      await ensureMirrorServer(cluster, gatewayOf(settings.subnet));
+      checkOsTools();
+    }
     const key = await ensureClusterKey(ctx.stateDir, cluster);
     const maskLayers = await prepareMaskLayers(maskDir(cluster));
     const engine = settings.engine === 'preinstalled' ? await engineLayer(await engineBundle()) : undefined;
@@ -118,6 +135,11 @@ export class LabProvider implements Provider {
     const addresses = await allocateAddresses(cluster, settings.subnet, hosts.map((h) => h.name), reserved);
     const raised = await ensureNeighbourCapacity(new Set([...Object.keys(reserved), ...hosts.map((h) => h.name)]).size);
     if (raised) ctx.events.info(`lab: ${raised}`);
+    // The cluster's OS hosts: those being made and those already booted.
+    let osHosts = [...choices.values()].filter((c) => c !== undefined).length;
+    for (const name of await hostDirNames(cluster)) if (!choices.has(name) && (await isOsHostDir(cluster, name))) osHosts++;
+    const inotify = await ensureInotifyCapacity(osHosts);
+    if (inotify) ctx.events.info(`lab: ${inotify}`);
 
     const result: BatchResult = { done: [], failed: [] };
     const limit = pLimit(CREATE_CONCURRENCY);
@@ -142,6 +164,23 @@ export class LabProvider implements Provider {
               if (!pub) throw new UsageError(`${spec.name}: ssh.key ${spec.ssh.key} has no ${spec.ssh.key}.pub to authorize`);
               publicKeys.push(pub);
               keyPath = spec.ssh.key;
+            }
+            const choice = choices.get(spec.name);
+            if (choice) {
+              const image = await osImage(choice, (m) => ctx.events.info(m));
+              const os = await ensureOsHost({ cluster, spec, address, subnet: settings.subnet, bridge: settings.bridge, keyPath, publicKeys, image });
+              result.done.push(os.machine);
+              ctx.events.emit({
+                type: 'step',
+                phase: 'provision',
+                host: spec.name,
+                step: 'create host',
+                status: 'ok',
+                message: os.reused ? `already running at ${address}` : `booted ${image.codename} at ${address} (sshd after ${((os.bootMs ?? 0) / 1000).toFixed(1)} s)`,
+                ms: Date.now() - started,
+              });
+              ready?.(os.machine);
+              return;
             }
             const { machine, reused } = await ensureHost({
               cluster,
@@ -232,7 +271,60 @@ export class LabProvider implements Provider {
       // Unreadable settings must not block cleaning up; the default bridge is still ours.
     }
     if (opts.force || bridges.size === 0) bridges.add(defaultBridgeName(cluster));
-    await teardownCluster(cluster, [...bridges], opts.force);
+    const gateways: string[] = [];
+    try {
+      gateways.push(gatewayOf(labSettings(ctx.inventory).subnet));
+    } catch {
+      // As above: the mirror server is still found through its record in the cluster directory.
+    }
+    await teardownCluster(cluster, [...bridges], opts.force, gateways);
+  }
+}
+
+/** The distinct OS choices of the inventory's lab hosts (empty: namespace hosts only). */
+function osChoices(ctx: ProviderContext): OsChoice[] {
+  const settings = labSettings(ctx.inventory);
+  const seen = new Map<string, OsChoice>();
+  for (const h of ctx.inventory.hosts ?? []) {
+    if (h.provider !== 'lab') continue;
+    const c = osChoice(h, settings);
+    if (c) seen.set(`${c.os}/${c.user}/${c.firewall}/${c.packages.join(',')}`, c);
+  }
+  return [...seen.values()];
+}
+
+/** Plan lines for the OS hosts among `hosts`. */
+function osPlanLines(hosts: HostSpec[], ctx: ProviderContext): string[] {
+  const settings = labSettings(ctx.inventory);
+  const by = new Map<string, number>();
+  for (const h of hosts) {
+    const c = osChoice(h, settings);
+    if (!c) continue;
+    const k = `${c.os} (${CODENAMES[c.os]}, ${c.firewall}${c.packages.length ? `, + ${c.packages.join(' ')}` : ''}), login ${c.user} with sudo`;
+    by.set(k, (by.get(k) ?? 0) + 1);
+  }
+  if (by.size === 0) return [];
+  return [
+    ...[...by].map(([k, n]) => `lab: ${n} OS ${n === 1 ? 'host boots' : 'hosts boot'} ${k}: systemd-nspawn, image built once with mmdebstrap, overlay per host`),
+    `lab: package mirror for OS hosts: http://${gatewayOf(settings.subnet)}:${MIRROR_PORT}/<codename> (busybox httpd on the bridge)`,
+  ];
+}
+
+/** Throws UsageError naming the Debian package that provides a missing tool OS hosts need. */
+function checkOsTools(): void {
+  const need: [string, string][] = [
+    ['mmdebstrap', 'mmdebstrap'],
+    ['systemd-nspawn', 'systemd-container'],
+    ['dpkg-scanpackages', 'dpkg-dev'],
+    ['busybox', 'busybox-static'],
+    ['unshare', 'util-linux'],
+  ];
+  const dirs = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+  const missing = need.filter(([bin]) => !dirs.some((d) => existsSync(`${d}/${bin}`)));
+  if (missing.length > 0) {
+    throw new UsageError(`lab OS hosts need ${missing.map(([b]) => b).join(', ')}`, {
+      hint: `apt-get install ${missing.map(([, p]) => p).join(' ')}`,
+    });
   }
 }
 

@@ -50,6 +50,11 @@ export interface HostNetwork {
   subnetNetwork: string;
   prefix: number;
   gateway: string;
+  /**
+   * Install the fresh-server firewall of a namespace host (default true). False for OS hosts: their own firewall
+   * tooling (nftables, ufw, firewalld) owns the namespace's rules, as on a real server.
+   */
+  firewall?: boolean;
 }
 
 /**
@@ -98,10 +103,15 @@ export async function createHostNetwork(net: HostNetwork): Promise<void> {
   const nsPath = netnsPath(net.netns);
   await run('ip', ['netns', 'add', net.netns], { timeoutMs: 15_000 });
   const subnetCidr = `${net.subnetNetwork}/${net.prefix}`;
-  await run('nsenter', [`--net=${nsPath}`, '/bin/sh', '-c', NS_INIT_SCRIPT], {
-    input: freshFirewall(subnetCidr),
-    timeoutMs: 30_000,
-  });
+  if (net.firewall === false) {
+    // IPv6 off all the same (no lab traffic needs it); the rules are the booted OS's business.
+    await run('nsenter', [`--net=${nsPath}`, '/bin/sh', '-c', NS_INIT_SCRIPT.replace('exec iptables-restore', 'exit 0')], { timeoutMs: 30_000 });
+  } else {
+    await run('nsenter', [`--net=${nsPath}`, '/bin/sh', '-c', NS_INIT_SCRIPT], {
+      input: freshFirewall(subnetCidr),
+      timeoutMs: 30_000,
+    });
+  }
   const rootBatch = [
     `link add ${net.veth} type veth peer name eth0 netns ${net.netns}`,
     `link set dev ${net.veth} master ${net.bridge} up`,

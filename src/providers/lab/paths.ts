@@ -84,3 +84,51 @@ export function hostPaths(cluster: string, host: string): HostPaths {
     sshdLog: path.join(fsDir, 'var-log', 'sshd.log'),
   };
 }
+
+/** Built OS root filesystems, one directory per release, variant and recipe (see os-image.ts). */
+export function osCacheDir(): string {
+  return path.join(cacheDir(), 'os');
+}
+
+/** The lab's package mirror: one flat apt repository per Debian codename (see mirror.ts). */
+export function mirrorDir(): string {
+  return path.join(cacheDir(), 'mirror');
+}
+
+/** Pid and address of the cluster's mirror server (busybox httpd on the bridge's gateway). */
+export function mirrorPidFile(cluster: string): string {
+  return path.join(clusterDir(cluster), 'mirror-httpd.json');
+}
+
+/** Files of one OS host (a booted Debian system) next to the common ones. */
+export interface OsHostPaths {
+  dir: string;
+  machineJson: string;
+  /** Which image the host boots (its overlay's lower layer); also marks the host as an OS host. */
+  osJson: string;
+  /** The host's writable layer: everything it changed relative to the image, kept across reboots. */
+  upper: string;
+  /** overlayfs' scratch directory (same file system as upper). */
+  work: string;
+  /** Mount point of the host's root file system (the overlay); systemd-nspawn boots it. */
+  root: string;
+  /** Pid of the supervisor running systemd-nspawn (restarted on reboot). */
+  pidFile: string;
+  /** systemd-nspawn's output: the container's console (boot messages). */
+  log: string;
+}
+
+/** Paths of one OS host of a cluster. */
+export function osHostPaths(cluster: string, host: string): OsHostPaths {
+  const dir = path.join(hostsDir(cluster), host);
+  return {
+    dir,
+    machineJson: path.join(dir, 'machine.json'),
+    osJson: path.join(dir, 'os.json'),
+    upper: path.join(dir, 'upper'),
+    work: path.join(dir, 'work'),
+    root: path.join(dir, 'root'),
+    pidFile: path.join(dir, 'nspawn.pid'),
+    log: path.join(dir, 'console.log'),
+  };
+}

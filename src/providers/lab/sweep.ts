@@ -10,7 +10,9 @@ import { deleteLink, listLinks, removeForwardRules } from './bridge.js';
 import { run } from './exec.js';
 import { netnsName, netnsPrefix, ruleComment, vethName } from './names.js';
 import { deleteNetns, listNetns, netnsInode } from './netns.js';
-import { clusterDir, hostPaths, hostsDir, labRoot } from './paths.js';
+import { stopMirrorServer } from './mirror.js';
+import { stopClusterMachines, stopMachines } from './os-host.js';
+import { clusterDir, hostPaths, hostsDir, labRoot, osHostPaths } from './paths.js';
 import {
   hostMembers,
   hostMountNeedle,
@@ -86,7 +88,17 @@ export async function destroyHosts(cluster: string, names: string[]): Promise<Ba
       mountNeedle: hostMountNeedle(cluster, name),
     })),
   );
+  // OS hosts first: an orderly shutdown through nspawn (systemd inside ignores the plain SIGTERM stopMatched sends).
+  const roots = new Set(names.map((name) => osHostPaths(cluster, name).root));
+  const machinesLeft = await stopMachines((root) => roots.has(root));
   const survivors = await stopMatched(matchers);
+  for (const p of machinesLeft) {
+    const i = names.findIndex((name) => {
+      const root = osHostPaths(cluster, name).root;
+      return p.args.some((a) => a === root || a === `--directory=${root}`);
+    });
+    if (i >= 0) survivors[i].push({ pid: p.pid, comm: p.comm });
+  }
   const limit = pLimit(DESTROY_CONCURRENCY);
   await Promise.all(
     names.map((name, i) =>
@@ -184,8 +196,15 @@ export class TeardownError extends Error {
  * Removes everything of a cluster: its recorded hosts, any sshd started from its directory, the FORWARD rules
  * and bridges, then its directory. With `force`, also netns found by name and stray veths of crashed runs.
  */
-export async function teardownCluster(cluster: string, bridges: string[], force: boolean): Promise<void> {
+export async function teardownCluster(cluster: string, bridges: string[], force: boolean, gateways: string[] = []): Promise<void> {
   const problems: string[] = [];
+  // The package mirror server first: it is bound to the bridge's address, which goes away below.
+  for (const gw of gateways.length > 0 ? gateways : [undefined]) {
+    await stopMirrorServer(cluster, gw).catch((e: Error) => problems.push(e.message));
+  }
+  // OS host machines started from this cluster's directory, recorded or not (a crash may have lost machine.json).
+  const stray = await stopClusterMachines(cluster);
+  if (stray.length > 0) problems.push(`OS host machines would not stop: ${stray.join(', ')}`);
   const destroyed = await destroyHosts(cluster, await knownHostNames(cluster));
   for (const f of destroyed.failed) problems.push(f.error.message);
 

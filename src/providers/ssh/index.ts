@@ -6,8 +6,22 @@
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
 import { UsageError } from '../../core/errors.js';
-import type { HostSpec } from '../../inventory/types.js';
+import type { HostSpec, SshSettings } from '../../inventory/types.js';
 import type { BatchResult, Machine, Provider, ProviderContext } from '../provider.js';
+
+/**
+ * The inventory's ssh settings a Machine carries besides host, port, user and key: become, bastions, the OpenSSH
+ * config to consult and which values are only defaults. Providers that take ssh.user from the inventory spread it in.
+ */
+export function inventorySsh(s: SshSettings | undefined): Pick<Machine['ssh'], 'become' | 'jump' | 'config' | 'defaults'> {
+  const out: Pick<Machine['ssh'], 'become' | 'jump' | 'config' | 'defaults'> = {};
+  if (!s) return out;
+  if (s.become !== undefined) out.become = s.become;
+  if (s.jump !== undefined) out.jump = s.jump.map((h) => ({ host: h.host, port: h.port, user: h.user, keyPath: h.key }));
+  if (s.config !== undefined) out.config = s.config;
+  if (s.defaults?.length) out.defaults = [...s.defaults];
+  return out;
+}
 
 /** Turns an inventory host into the machine it already is. */
 export function sshMachine(h: HostSpec): Machine {
@@ -20,7 +34,7 @@ export function sshMachine(h: HostSpec): Machine {
     providerId: address,
     privateAddress: h.privateAddress ?? address,
     publicAddress: address,
-    ssh: { host: address, port: h.ssh.port, user: h.ssh.user, keyPath: h.ssh.key },
+    ssh: { host: address, port: h.ssh.port, user: h.ssh.user, keyPath: h.ssh.key, ...inventorySsh(h.ssh) },
     labels: h.labels,
     init: 'detect',
   };

@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { UsageError } from '../../core/errors.js';
 import type { HostSpec, Inventory } from '../../inventory/types.js';
 import type { BatchResult, Machine, Provider, ProviderArtifacts, ProviderContext, ProviderInfo } from '../provider.js';
+import { inventorySsh } from '../ssh/index.js';
 import { sleep, waitForSsh } from '../cloud/common.js';
 import { extradata, records, vbox, vmNames } from './vboxmanage.js';
 
@@ -293,6 +294,13 @@ export class VirtualBoxProvider implements Provider {
   }
 }
 
+/** inventorySsh for a VM reached through its NAT rule: the port is never a default. */
+function natSsh(spec: HostSpec | undefined): ReturnType<typeof inventorySsh> {
+  const extra = inventorySsh(spec?.ssh);
+  const defaults = extra.defaults?.filter((d) => d !== 'port');
+  return { ...extra, defaults: defaults?.length ? defaults : undefined };
+}
+
 function machineOf(vm: string, data: Record<string, string>, ip: string, spec: HostSpec | undefined, s: VboxSettings): Machine {
   const port = Number(data[KEY.port]) || 22;
   return {
@@ -302,7 +310,11 @@ function machineOf(vm: string, data: Record<string, string>, ip: string, spec: H
     provider: 'virtualbox',
     providerId: vm,
     privateAddress: ip,
-    ssh: s.sshVia === 'nat' ? { host: '127.0.0.1', port, user: spec?.ssh.user ?? 'root', keyPath: spec?.ssh.key } : { host: ip, port: spec?.ssh.port ?? 22, user: spec?.ssh.user ?? 'root', keyPath: spec?.ssh.key },
+    ssh:
+      s.sshVia === 'nat'
+        ? // The NAT rule's port is the provider's, not a default the OpenSSH config may replace.
+          { host: '127.0.0.1', port, user: spec?.ssh.user ?? 'root', keyPath: spec?.ssh.key, ...natSsh(spec) }
+        : { host: ip, port: spec?.ssh.port ?? 22, user: spec?.ssh.user ?? 'root', keyPath: spec?.ssh.key, ...inventorySsh(spec?.ssh) },
     labels: { ...(spec?.labels ?? {}) },
     init: 'detect',
   };

@@ -1,6 +1,6 @@
 /**
  * A loopback stub of the EC2 query API (form-encoded `Action=...` in, XML out), enough for the aws provider: VPCs,
- * subnets, images, security groups, key pairs, instances and tags. The real SDK client talks to it through
+ * subnets, images (DescribeImages by id or name filter, the set configurable), security groups, key pairs, instances and tags. The real SDK client talks to it through
  * `providers.aws.endpoint`, so its signing, serialisation, pagination and retry code all run. It only ever hands out
  * the addresses it is given (loopback by default, or lab hosts a test made), and can inject throttling, capacity
  * shortfalls, an account instance limit and instances that die while starting.
@@ -43,6 +43,19 @@ export interface Ec2StubOptions {
   bootCalls?: (n: number, tags: Tags) => number;
   /** Page size of DescribeInstances when the client asks for more. */
   pageSize?: number;
+  /**
+   * The images DescribeImages knows (by id, or by a name filter with `*` wildcards); an id not listed is
+   * InvalidAMIID.NotFound, as in EC2. Unset: any id is an Ubuntu image, and a name filter gets two dated matches.
+   */
+  images?: StubImage[];
+}
+
+export interface StubImage {
+  imageId: string;
+  name?: string;
+  description?: string;
+  /** ISO date; default 2025-01-01. */
+  creationDate?: string;
 }
 
 export interface Ec2Call {
@@ -135,6 +148,29 @@ export class Ec2Stub {
       case 'DescribeSubnets':
         return { subnetSet: listOf(p, 'SubnetId').map((id) => ({ subnetId: id, vpcId: 'vpc-0000000000000000a', cidrBlock: '127.16.1.0/24' })) };
       case 'DescribeImages': {
+        const ids = listOf(p, 'ImageId');
+        const known = this.opts.images;
+        if (known) {
+          const missing = ids.find((id) => !known.some((i) => i.imageId === id));
+          if (missing) throw Object.assign(new Error(`The image id '[${missing}]' does not exist`), { code: 'InvalidAMIID.NotFound' });
+          const names = filters.name?.map((n) => new RegExp(`^${n.split('*').map((x) => x.replace(/[.+?^${}()|[\]\\/]/g, '\\$&')).join('.*')}$`));
+          return {
+            imagesSet: known
+              .filter((i) => (!ids.length || ids.includes(i.imageId)) && (!names || names.some((r) => r.test(i.name ?? ''))))
+              .map((i) => ({ imageId: i.imageId, name: i.name, description: i.description, creationDate: i.creationDate ?? '2025-01-01T00:00:00.000Z', imageState: 'available' })),
+          };
+        }
+        if (ids.length) {
+          return {
+            imagesSet: ids.map((imageId) => ({
+              imageId,
+              name: 'ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-20250101',
+              description: 'Canonical, Ubuntu, 22.04 LTS, amd64 jammy image',
+              creationDate: '2025-01-01T00:00:00.000Z',
+              imageState: 'available',
+            })),
+          };
+        }
         const name = filters.name?.[0] ?? '*';
         return {
           imagesSet: [
