@@ -42,11 +42,16 @@ function withSubcommands(cmd: ReturnType<typeof upCommand>, subs: CommandModule<
   return { ...cmd, builder: (y: Argv<Common>) => subs.reduce((acc, c) => acc.command(c), cmd.builder(y)) };
 }
 
-export async function main(args = hideBin(process.argv)): Promise<void> {
-  await yargs(args)
+/**
+ * The whole command line as one yargs parser, not yet run: `main` parses with it, and the unit tests parse real
+ * argument vectors through it (with a middleware that stops before any handler).
+ */
+export function buildCli(args: string[]): Argv<Common> {
+  return yargs(args)
     .scriptName('swarmform')
     .usage('$0 <command> [options]\n\nTurns an inventory file into a running Docker Swarm cluster, and operates it.')
-    .parserConfiguration({ 'populate--': true })
+    // Words after -- reach ssh/exec/service create as typed: yargs would otherwise turn 1e3, 0x10 and 1.50 into numbers.
+    .parserConfiguration({ 'populate--': true, 'parse-positional-numbers': false })
     .option('inventory', { alias: 'i', type: 'string', describe: 'inventory file (default: inventories/lab.yml)' })
     .option('json', { type: 'boolean', default: false, describe: 'machine-readable output: JSON lines of events, then the result' })
     .command(upCommand('up', 'provision, bootstrap, form the swarm and deploy the workloads (idempotent)', 'workloads'))
@@ -76,7 +81,10 @@ export async function main(args = hideBin(process.argv)): Promise<void> {
     })
     .command({
       command: 'ssh <host>',
-      describe: 'a shell, or a command after --, on one host; exits with its status',
+      describe:
+        'a shell, or a command after --, on one host; exits with its status. As with OpenSSH, the words after -- are ' +
+        'joined with spaces into one command line for the remote shell: quote what the remote shell must see as one, ' +
+        `e.g. swarmform ssh mgr-1 -- 'sudo docker node ls --format "{{.Hostname}} {{.Status}}"'`,
       handler: (a) => {
         const argv = typed<Common & { host: string }>(a);
         return run(argv, (ctx) => sshInto(ctx, argv.host, commandAfterDashes(a)), { render: false });
@@ -84,7 +92,9 @@ export async function main(args = hideBin(process.argv)): Promise<void> {
     })
     .command({
       command: 'exec <target>',
-      describe: 'run a command (after --) in parallel on all, managers, workers, a group or hosts (comma-separated)',
+      describe:
+        'run a command (after --) in parallel on all, managers, workers, a group or hosts (comma-separated); the words ' +
+        "are joined into one command line for each host's shell, as with OpenSSH, e.g. swarmform exec workers -- 'df -h / | tail -1'",
       handler: (a) => {
         const argv = typed<Common & { target: string }>(a);
         return run(argv, async (ctx) => {
@@ -130,6 +140,9 @@ export async function main(args = hideBin(process.argv)): Promise<void> {
     })
     .help()
     .alias('h', 'help')
-    .version()
-    .parseAsync();
+    .version() as unknown as Argv<Common>;
+}
+
+export async function main(args = hideBin(process.argv)): Promise<void> {
+  await buildCli(args).parseAsync();
 }

@@ -106,6 +106,7 @@ export async function confirmGroup(
   signal?: AbortSignal,
 ): Promise<RaftMember[]> {
   let seen = '';
+  let steady = 0;
   return pollUntil(
     async () => {
       for (const e of engines) {
@@ -123,8 +124,15 @@ export async function confirmGroup(
           [...expect.managers].every((h) => names.has(h)) &&
           members.some((m) => m.leader) &&
           members.every((m) => m.reachable || m.leader);
-        return ok ? members : undefined;
+        // Settled means the same answer on two reads a poll apart: one read can land between the store's change
+        // and the Raft round that follows it, and the next change must not start in that window.
+        if (!ok) {
+          steady = 0;
+          return undefined;
+        }
+        return ++steady >= 2 ? members : undefined;
       }
+      steady = 0;
       return undefined;
     },
     {

@@ -4,6 +4,7 @@ import { UsageError } from '../../core/errors.js';
 import { stackDeploy, type StackDeployResult, stackLs, stackPs, stackRm, stackServicesOf } from '../../core/stack.js';
 import { type Common, run, typed } from '../command-kit.js';
 import { table } from '../table.js';
+import { list } from './service.js';
 
 type DeployArgs = Common & { name: string; 'compose-file': string[]; prune: boolean; detach: boolean; timeout: number };
 
@@ -13,7 +14,16 @@ const deploy: CommandModule<Common, DeployArgs> = {
   builder: (y) =>
     y
       .positional('name', { type: 'string', demandOption: true, describe: 'stack name (prefix of every object: NAME_service)' })
-      .option('compose-file', { alias: 'c', type: 'string', array: true, demandOption: true, describe: 'compose file; repeat to merge several, later ones win' })
+      // One value per -c, repeated for more (as docker's -c): `array: true` would also take the stack name that follows
+      // (`deploy -c FILE NAME` failed with "Not enough non-option arguments"); yargs collects repeats into an array.
+      .option('compose-file', {
+        alias: 'c',
+        type: 'string',
+        nargs: 1,
+        demandOption: true,
+        coerce: (v: unknown) => list(v),
+        describe: 'compose file; repeat -c to merge several, later ones win',
+      })
       .option('prune', { type: 'boolean', default: false, describe: 'remove services of the stack the files no longer name' })
       .option('detach', { alias: 'd', type: 'boolean', default: false, describe: 'do not wait for the tasks to run' })
       .option('timeout', { type: 'number', default: 180, describe: 'seconds to wait for every task to run' }) as unknown as Argv<DeployArgs>,
