@@ -43,6 +43,8 @@ import { Sessions } from './sessions.js';
 
 /** Seconds to wait for one manager's SSH and engine before counting it as down. */
 const PROBE_S = 5;
+/** How long `raft recover` waits for workers to reconnect to the rebuilt swarm before promoting some. */
+const RECONNECT_WAIT_MS = 120_000;
 const SWARM_DIR = '/var/lib/docker/swarm';
 const NODE_CERT = `${SWARM_DIR}/certificates/swarm-node.crt`;
 
@@ -568,8 +570,8 @@ export async function raftRecover(ctx: Context, opts: { dryRun?: boolean; from?:
       }
       const moves: Record<string, Role> = {};
       if (managerSet.size < wantCount) {
-        const fresh = await engineNodes(engine);
-        const workers = fresh.filter((n) => !n.ManagerStatus && n.Status?.State === 'ready' && n.Spec.Availability === 'active' && byName.has(hostOf(n)));
+        const need = wantCount - managerSet.size;
+        const workers = await readyWorkers(ctx, engine, survivor.machine.name, need, (n) => byName.has(hostOf(n)));
         for (const w of workers.slice(0, wantCount - managerSet.size)) {
           const host = hostOf(w);
           managerSet.add(host);
@@ -613,6 +615,31 @@ async function forceNewCluster(engine: Docker, m: Member, unlockKey: string | un
     if (!unlockKey) throw new HostStepError(m.machine.name, 'force new cluster', 'the swarm is autolocked and no unlock key is known', { hint: 'run `docker swarm unlock` on the host with the key you kept, then `raft recover` again' });
     await unlockEngine(engine, unlockKey);
   }
+}
+
+/**
+ * Workers that can be promoted after a rebuild. Right after `--force-new-cluster` every worker shows `Unknown`: each
+ * was talking to a manager that is gone and reconnects to the survivor only on its own backoff (measured on the lab:
+ * 10 to 30 s after the rebuild). Waits until `need` of them are Ready (or all known workers are, or the time is up)
+ * instead of reading the list once, which found none and restored one manager out of three.
+ */
+async function readyWorkers(ctx: Context, engine: Docker, survivor: string, need: number, known: (n: SwarmNode) => boolean): Promise<SwarmNode[]> {
+  const ready = (nodes: SwarmNode[]) => nodes.filter((n) => !n.ManagerStatus && n.Spec.Role !== 'manager' && n.Status?.State === 'ready' && n.Spec.Availability === 'active' && known(n));
+  let last: SwarmNode[] = [];
+  const t0 = Date.now();
+  step(ctx, survivor, 'wait for workers', 'start');
+  try {
+    await pollUntil(async () => {
+      const nodes = await engineNodes(engine);
+      last = ready(nodes);
+      const candidates = nodes.filter((n) => !n.ManagerStatus && n.Spec.Role !== 'manager' && n.Spec.Availability === 'active' && known(n));
+      return last.length >= need || last.length === candidates.length ? true : undefined;
+    }, { timeoutMs: RECONNECT_WAIT_MS, intervalMs: 1000, signal: ctx.signal, onTimeout: () => new Error('timed out') });
+  } catch (err) {
+    if (ctx.signal?.aborted) throw err;
+  }
+  step(ctx, survivor, 'wait for workers', 'ok', `${last.length} worker(s) Ready on the rebuilt swarm after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  return last;
 }
 
 async function selfNode(engine: Docker): Promise<SwarmNode> {
@@ -894,7 +921,10 @@ async function clearStaleManagers(ctx: Context, members: Member[]): Promise<void
   const moved = (await readRaftFile(ctx.state)).roles;
   const suspects = members.filter((m) => m.machine.role === 'manager' || moved[m.machine.name] === 'worker');
   const states = await Promise.all(suspects.map(async (m) => ({ m, s: await withTimeout(localSwarm(m.remote.engine()), PROBE_S * 1000, 'no answer').catch(() => undefined) })));
-  const engines = states.filter((x) => x.s?.state === 'active' && x.s.isManager).map((x) => ({ name: x.m.machine.name, engine: x.m.remote.engine() }));
+  // The authority is a manager the swarm still has: a host a raft command moved to worker may still believe it is a
+  // manager of the old group (cut off during `raft recover`, then back) and would list the old members.
+  const authority = states.filter((x) => x.s?.state === 'active' && x.s.isManager && moved[x.m.machine.name] !== 'worker');
+  const engines = authority.map((x) => ({ name: x.m.machine.name, engine: x.m.remote.engine() }));
   if (engines.length === 0) return;
   let ids: Set<string>;
   try {
@@ -902,7 +932,7 @@ async function clearStaleManagers(ctx: Context, members: Member[]): Promise<void
   } catch {
     return; // no manager can list the swarm: nothing can be judged stale now (`raft recover` handles that case)
   }
-  const clusterId = states.find((x) => x.s?.state === 'active' && x.s.isManager)!.s!.clusterId;
+  const clusterId = authority[0]!.s!.clusterId;
   for (const { m, s } of states) {
     if (!s || s.state === 'inactive' || s.state === 'locked' || !s.nodeId || ids.has(s.nodeId)) continue;
     // Stale: a host a raft command removed from this swarm, or a manager of this swarm whose node is gone. A host of
