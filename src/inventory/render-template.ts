@@ -6,13 +6,46 @@ import type { ProblemList } from './problems.js';
  * Renders the inventory as a nunjucks template before it is parsed as YAML, so `{{ env.HOME }}` and loops work.
  * Returns null (after recording the problem) when the template does not compile or render.
  */
+/** What an inventory may be before rendering (a hand-written inventory is a few kB; 100,000 hosts fit in ranges). */
+export const MAX_TEMPLATE_BYTES = 4 << 20;
+/** What rendering may produce: V8 dies with a fatal "invalid size" on a string near 512 MB, with no message of ours. */
+export const MAX_RENDERED_BYTES = 32 << 20;
+/** Iterations that `range()` may hand out in one render, over all loops (nested loops multiply). */
+export const MAX_RANGE_ITEMS = 1_000_000;
+/** Widths the padding filters (indent, center) may take: each repeats spaces per line. */
+const MAX_FILTER_WIDTH = 10_000;
+
 export function renderTemplate(text: string, file: string, env: NodeJS.ProcessEnv, problems: ProblemList): string | null {
+  if (Buffer.byteLength(text) > MAX_TEMPLATE_BYTES) {
+    problems.addAt({ line: 1, column: 1 }, '', `the inventory is ${(Buffer.byteLength(text) / 1048576).toFixed(1)} MiB; at most ${MAX_TEMPLATE_BYTES >> 20} MiB is read (use name ranges such as worker-[1:1000] for many hosts)`);
+    return null;
+  }
   // `dev` keeps the error's own line and column instead of folding them into the message only.
   const nj = new nunjucks.Environment(new nunjucks.FileSystemLoader(path.dirname(file)), {
     autoescape: false,
     throwOnUndefined: false,
     dev: true,
   });
+  // Caps on what rendering may build, checked as it builds: loops come from range() (or from lists written in the
+  // source, which the size cap bounds), so range() counts what it hands out; the padding filters are bounded.
+  let rangeLeft = MAX_RANGE_ITEMS;
+  const range = nj.getGlobal('range') as (start: number, stop?: number, step?: number) => number[];
+  nj.addGlobal('range', (start: number, stop?: number, step?: number) => {
+    const lo = stop === undefined ? 0 : Number(start);
+    const hi = stop === undefined ? Number(start) : Number(stop);
+    const by = Math.abs(Number(step) || 1);
+    const count = Number.isFinite(hi - lo) ? Math.max(0, Math.ceil(Math.abs(hi - lo) / by)) : Infinity;
+    rangeLeft -= count;
+    if (rangeLeft < 0) throw new Error(`the template's loops would run more than ${MAX_RANGE_ITEMS.toLocaleString('en')} times in all (range() of ${Number.isFinite(count) ? count.toLocaleString('en') : 'an unbounded count'} here); use name ranges such as worker-[1:1000] for many hosts`);
+    return range(start, stop, step);
+  });
+  for (const name of ['indent', 'center']) {
+    const filter = nj.getFilter(name) as (...args: unknown[]) => unknown;
+    nj.addFilter(name, (value: unknown, width?: unknown, ...rest: unknown[]) => {
+      if (Number(width) > MAX_FILTER_WIDTH) throw new Error(`${name}(${String(width)}): at most ${MAX_FILTER_WIDTH} columns`);
+      return filter(value, width, ...rest);
+    });
+  }
   let template: nunjucks.Template;
   try {
     template = new nunjucks.Template(text, nj, file, true);
@@ -27,8 +60,17 @@ export function renderTemplate(text: string, file: string, env: NodeJS.ProcessEn
     return null;
   }
   try {
-    return template.render({ env });
+    const out = template.render({ env });
+    if (out.length > MAX_RENDERED_BYTES) {
+      problems.addAt({ line: 1, column: 1 }, '', `template error: the rendered inventory is ${(out.length / 1048576).toFixed(1)} MiB; at most ${MAX_RENDERED_BYTES >> 20} MiB may be rendered`);
+      return null;
+    }
+    return out;
   } catch (err) {
+    if (err instanceof RangeError && /string length|invalid size/i.test(err.message)) {
+      problems.addAt({ line: 1, column: 1 }, '', `template error: rendering built a text too large for memory (${err.message}); at most ${MAX_RENDERED_BYTES >> 20} MiB may be rendered`);
+      return null;
+    }
     // Errors raised while rendering carry the compiler's 0-based line and column.
     problems.addAt(templatePosition(err, text, 1), '', `template error: ${templateMessage(err)}`);
     return null;
@@ -59,7 +101,7 @@ function templatePosition(err: unknown, text: string, offset: number): { line: n
   }
   const msg = templateMessage(err);
   // Some errors come without a position: find what they name in the source.
-  const filter = /filter not found: (\S+)/.exec(msg);
+  const filter = /filter not found: (\S+)/.exec(msg) ?? /^(indent|center)\(/.exec(msg);
   if (filter) {
     const found = indexPosition(text, new RegExp(`\\|\\s*${escapeRegExp(filter[1])}\\b`));
     if (found) return found;
