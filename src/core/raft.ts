@@ -572,7 +572,7 @@ export async function raftRecover(ctx: Context, opts: { dryRun?: boolean; from?:
       if (managerSet.size < wantCount) {
         const need = wantCount - managerSet.size;
         const workers = await readyWorkers(ctx, engine, survivor.machine.name, need, (n) => byName.has(hostOf(n)));
-        for (const w of workers.slice(0, wantCount - managerSet.size)) {
+        for (const w of workers.slice(0, need)) {
           const host = hostOf(w);
           managerSet.add(host);
           const m = byName.get(host)!;
@@ -624,15 +624,13 @@ async function forceNewCluster(engine: Docker, m: Member, unlockKey: string | un
  * instead of reading the list once, which found none and restored one manager out of three.
  */
 async function readyWorkers(ctx: Context, engine: Docker, survivor: string, need: number, known: (n: SwarmNode) => boolean): Promise<SwarmNode[]> {
-  const ready = (nodes: SwarmNode[]) => nodes.filter((n) => !n.ManagerStatus && n.Spec.Role !== 'manager' && n.Status?.State === 'ready' && n.Spec.Availability === 'active' && known(n));
   let last: SwarmNode[] = [];
   const t0 = Date.now();
   step(ctx, survivor, 'wait for workers', 'start');
   try {
     await pollUntil(async () => {
-      const nodes = await engineNodes(engine);
-      last = ready(nodes);
-      const candidates = nodes.filter((n) => !n.ManagerStatus && n.Spec.Role !== 'manager' && n.Spec.Availability === 'active' && known(n));
+      const candidates = (await engineNodes(engine)).filter((n) => !n.ManagerStatus && n.Spec.Role !== 'manager' && n.Spec.Availability === 'active' && known(n));
+      last = candidates.filter((n) => n.Status?.State === 'ready');
       return last.length >= need || last.length === candidates.length ? true : undefined;
     }, { timeoutMs: RECONNECT_WAIT_MS, intervalMs: 1000, signal: ctx.signal, onTimeout: () => new Error('timed out') });
   } catch (err) {

@@ -2,10 +2,6 @@ import path from 'node:path';
 import nunjucks from 'nunjucks';
 import type { ProblemList } from './problems.js';
 
-/**
- * Renders the inventory as a nunjucks template before it is parsed as YAML, so `{{ env.HOME }}` and loops work.
- * Returns null (after recording the problem) when the template does not compile or render.
- */
 /** What an inventory may be before rendering (a hand-written inventory is a few kB; 100,000 hosts fit in ranges). */
 export const MAX_TEMPLATE_BYTES = 4 << 20;
 /** What rendering may produce: V8 dies with a fatal "invalid size" on a string near 512 MB, with no message of ours. */
@@ -15,9 +11,14 @@ export const MAX_RANGE_ITEMS = 1_000_000;
 /** Widths the padding filters (indent, center) may take: each repeats spaces per line. */
 const MAX_FILTER_WIDTH = 10_000;
 
+/**
+ * Renders the inventory as a nunjucks template before it is parsed as YAML, so `{{ env.HOME }}` and loops work.
+ * Returns null (after recording the problem) when the template does not compile or render.
+ */
 export function renderTemplate(text: string, file: string, env: NodeJS.ProcessEnv, problems: ProblemList): string | null {
-  if (Buffer.byteLength(text) > MAX_TEMPLATE_BYTES) {
-    problems.addAt({ line: 1, column: 1 }, '', `the inventory is ${(Buffer.byteLength(text) / 1048576).toFixed(1)} MiB; at most ${MAX_TEMPLATE_BYTES >> 20} MiB is read (use name ranges such as worker-[1:1000] for many hosts)`);
+  const bytes = Buffer.byteLength(text);
+  if (bytes > MAX_TEMPLATE_BYTES) {
+    problems.addAt({ line: 1, column: 1 }, '', `the inventory is ${(bytes / 1048576).toFixed(1)} MiB; at most ${MAX_TEMPLATE_BYTES >> 20} MiB is read (use name ranges such as worker-[1:1000] for many hosts)`);
     return null;
   }
   // `dev` keeps the error's own line and column instead of folding them into the message only.
@@ -67,10 +68,6 @@ export function renderTemplate(text: string, file: string, env: NodeJS.ProcessEn
     }
     return out;
   } catch (err) {
-    if (err instanceof RangeError && /string length|invalid size/i.test(err.message)) {
-      problems.addAt({ line: 1, column: 1 }, '', `template error: rendering built a text too large for memory (${err.message}); at most ${MAX_RENDERED_BYTES >> 20} MiB may be rendered`);
-      return null;
-    }
     // Errors raised while rendering carry the compiler's 0-based line and column.
     problems.addAt(templatePosition(err, text, 1), '', `template error: ${templateMessage(err)}`);
     return null;
