@@ -27,13 +27,14 @@ import {
   withTimeout,
 } from '../raft/nodes.js';
 import { planQuorum, quorumOf, zoneOf } from '../raft/quorum.js';
+import { readdressRestored, splitAddr } from '../raft/readdress.js';
 import { reconcileManagers, type ReconcileResult } from '../raft/reconcile.js';
 import { effectiveRoles, readRaftFile, recordRoles } from '../raft/roles.js';
 import { effectiveSettings, readUnlockKey, settingsInForce, specFor, unlockEngine, updateSwarmSpec, type SettingsInForce } from '../raft/settings.js';
 import { pollUntil } from '../run/poll.js';
 import { advertiseAddress } from '../swarm/advertise.js';
 import { joinNode } from '../swarm/join-node.js';
-import type { Member } from '../swarm/members.js';
+import { managerEndpoint, type Member } from '../swarm/members.js';
 import { localSwarm } from '../swarm/node-state.js';
 import { HOST_LABEL } from '../swarm/node-settings.js';
 import type { Context } from './context.js';
@@ -773,7 +774,7 @@ export async function raftBackup(ctx: Context, opts: { from?: string; out?: stri
         format: ARCHIVE_FORMAT,
         cluster: ctx.inventory.cluster,
         swarmId: sw.ID,
-        source: { host: m.machine.name, nodeId: source.nodeId, engineVersion: version },
+        source: { host: m.machine.name, nodeId: source.nodeId, engineVersion: version, addr: source.addr || undefined },
         createdAt: new Date().toISOString(),
         sha256: sha256(data),
         bytes: data.length,
@@ -801,6 +802,8 @@ export interface RestoreResult {
   fromCluster: string;
   removedNodes: number;
   services: string[];
+  /** Set when the restored state carried another host's Raft address and the target was moved to its own. */
+  readdressed?: { from: string; to: string; via: string };
 }
 
 /** Builds a new one-manager swarm on a fresh host from a backup archive; `up` then joins the rest. */
@@ -829,6 +832,10 @@ export async function raftRestore(ctx: Context, archive: string, opts: { to: str
       if (probe.engine === 'down' || probe.engine === 'no ssh') throw new HostStepError(opts.to, 'restore', `the engine does not answer (${probe.message ?? probe.engine})`, { hint: 'run `swarmform bootstrap` first' });
       const m = probe.member;
       const remote = m.remote;
+      // A state restored onto another address keeps the old one in Raft (see readdress.ts); moving it needs a helper
+      // host, looked for before the target is touched when the archive says where the state came from.
+      const stale = backup.manifest.source.addr;
+      let helper = stale && stale !== managerEndpoint(m) ? await pickHelper(ctx, machines, m, stale, sessions) : undefined;
       const init = await engineInitOf(remote, machine.init);
       const tmp = '/var/lib/docker/.swarmform-restore.tar.gz';
       await stepDo(ctx, opts.to, 'upload swarm state', async () => {
@@ -862,6 +869,16 @@ export async function raftRestore(ctx: Context, archive: string, opts: { to: str
       }
       if (others.length) step(ctx, opts.to, 'remove old nodes', 'ok', `${others.length} node(s) of the old cluster removed`);
       const sw = (await engine.swarmInspect()) as { ID: string; JoinTokens: { Manager: string; Worker: string } };
+      const carried = self.ManagerStatus?.Addr;
+      let readdressed: RestoreResult['readdressed'];
+      if (carried && carried !== managerEndpoint(m)) {
+        helper ??= await pickHelper(ctx, machines, m, carried, sessions);
+        await readdressRestored({
+          target: m, targetNodeId: self.ID, helper, stale: carried, managerToken: sw.JoinTokens.Manager, signal: ctx.signal,
+          step: (host, name, fn, ok) => stepDo(ctx, host, name, fn, ok),
+        });
+        readdressed = { from: carried, to: managerEndpoint(m), via: helper.machine.name };
+      }
       const services = ((await engine.listServices()) as { Spec: { Name: string } }[]).map((s) => s.Spec.Name).sort();
       await ctx.state.writeSecrets({
         ...(await ctx.state.readSecrets()),
@@ -873,9 +890,33 @@ export async function raftRestore(ctx: Context, archive: string, opts: { to: str
       if (machine.role !== 'manager') await recordRoles(ctx.state, { [opts.to]: 'manager' });
       const missing = backup.manifest.contents.services.filter((s) => !services.includes(s));
       if (missing.length) ctx.events.warn(`services in the backup but not in the restored swarm: ${missing.join(', ')}`);
-      return { archive: path, to: opts.to, swarmId: sw.ID, fromCluster: backup.manifest.cluster, removedNodes: others.length, services };
+      return { archive: path, to: opts.to, swarmId: sw.ID, fromCluster: backup.manifest.cluster, removedNodes: others.length, services, ...(readdressed ? { readdressed } : {}) };
     });
   });
+}
+
+/** How many hosts `pickHelper` asks at a time. */
+const HELPER_PROBE_BATCH = 8;
+
+/**
+ * A host of the cluster that can hold the Raft group while a restored manager moves to its own address: reachable,
+ * its engine up and in no swarm, and not itself at the stale address. Workers are asked first, a few at a time.
+ */
+async function pickHelper(ctx: Context, machines: Machine[], target: Member, stale: string, sessions: Sessions): Promise<Member> {
+  const staleIp = splitAddr(stale).ip;
+  const candidates = machines
+    .filter((x) => x.name !== target.machine.name)
+    .sort((a, b) => Number(a.role === 'manager') - Number(b.role === 'manager'));
+  for (let i = 0; i < candidates.length; i += HELPER_PROBE_BATCH) {
+    const probes = await probeHosts(ctx, candidates.slice(i, i + HELPER_PROBE_BATCH), sessions);
+    const ok = probes.find((p) => p.member && p.engine === 'inactive' && p.member.advertise !== staleIp);
+    if (ok) return ok.member!;
+  }
+  throw new UsageError(
+    `restoring onto ${target.machine.name} (${managerEndpoint(target)}) moves the swarm from ${stale}, which the restored state keeps as its Raft address; ` +
+      'moving it needs one more host of the cluster whose engine runs and is in no swarm, to hold the Raft group for a moment, and none answered',
+    { hint: 'run `swarmform bootstrap` so the inventory\'s other hosts exist with a fresh engine, then restore again (add --force if the target already took the state)' },
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -18,8 +18,11 @@ export interface BackupManifest {
   format: typeof ARCHIVE_FORMAT;
   cluster: string;
   swarmId: string;
-  /** Inventory host the state was copied from, and its node id. */
-  source: { host: string; nodeId: string; engineVersion: string };
+  /**
+   * Inventory host the state was copied from, its node id, and its Raft address (host:2377), which the restored
+   * state carries as its own (absent in archives written before it was recorded).
+   */
+  source: { host: string; nodeId: string; engineVersion: string; addr?: string };
   createdAt: string;
   /** sha256 of swarm.tar.gz. */
   sha256: string;

@@ -173,3 +173,15 @@ test('promotion: a worker whose join address is not a live manager must join aga
   // Unknown (no docker-state.json): promote as docker does.
   assert.equal(joinsThroughLiveManager(undefined, members), true);
 });
+
+test('readdress: address parts and the temporary redirect rule (added and removed with the same spec)', async () => {
+  const { splitAddr, redirectRule } = await import('../../src/raft/readdress.js');
+  assert.deepEqual(splitAddr('198.18.0.3:2377'), { ip: '198.18.0.3', port: '2377' });
+  assert.deepEqual(splitAddr('[fd00::3]:2377'), { ip: 'fd00::3', port: '2377' });
+  assert.throws(() => splitAddr('198.18.0.3'), /not an address with a port/);
+  assert.equal(
+    redirectRule('-I', '198.18.0.3:2377', '198.18.0.2:2377'),
+    "iptables -w -t nat -I OUTPUT -p tcp -d '198.18.0.3' --dport 2377 -j DNAT --to-destination '198.18.0.2:2377'",
+  );
+  assert.equal(redirectRule('-D', '[fd00::3]:2377', '[fd00::2]:2377'), "ip6tables -w -t nat -D OUTPUT -p tcp -d 'fd00::3' --dport 2377 -j DNAT --to-destination '[fd00::2]:2377'");
+});

@@ -137,7 +137,9 @@ export const raftCommand: CommandModule<Common, Common> = {
             return argv.json
               ? { type: 'result', command: 'raft restore', ...r }
               : `Restored cluster ${r.fromCluster}'s swarm onto ${r.to} (swarm ${r.swarmId.slice(0, 12)}): ${r.services.length} service(s): ${r.services.join(', ') || 'none'}. ` +
-                  `Removed ${r.removedNodes} node(s) of the old cluster. Run \`up\` to join the other hosts.`;
+                  `Removed ${r.removedNodes} node(s) of the old cluster. ` +
+                  (r.readdressed ? `Moved its Raft address from ${r.readdressed.from} to ${r.readdressed.to} (through ${r.readdressed.via}, which left again). ` : '') +
+                  'Run `up` to join the other hosts.';
           });
         },
       })
