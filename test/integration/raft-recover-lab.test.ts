@@ -45,6 +45,8 @@ writeFileSync(
 providers: { lab: { subnet: 198.18.42.0/24 } }
 groups:
   managers: { role: manager, name: "fresh-[1:1]" }
+  # another subnet, so the restore moves the swarm to fresh-1's own Raft address through this host for a moment
+  workers: { role: worker, name: "fresh-w-[1:1]" }
 `,
 );
 
@@ -183,6 +185,8 @@ test('backup restored onto a fresh lab host after the cluster is destroyed: the 
   const r = await cli(['raft', 'restore', archive2, '--to', 'fresh-1', '-i', freshInventory], env);
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.equal((await sh('fresh-1', "docker node ls --format '{{.Hostname}} {{.ManagerStatus}}'")).out, 'fresh-1 Leader');
+  assert.match(r.stdout, /Moved its Raft address/);
+  assert.equal((await sh('fresh-1', "docker node inspect self --format '{{.ManagerStatus.Addr}}'")).out, `${host('fresh-1').privateAddress}:2377`, 'its own Raft address');
   assert.equal((await sh('fresh-1', "docker service ls --format '{{.Name}}' | sort | tr '\\n' ' '")).out, 'svc2 web');
   assert.equal((await sh('fresh-1', "docker secret ls --format '{{.Name}}'")).out, 'recsecret');
   assert.equal((await sh('fresh-1', "docker network ls --filter name=recnet --format '{{.Name}}'")).out, 'recnet');
