@@ -14,21 +14,42 @@ export interface Common {
   json: boolean;
 }
 
+/** How long after SIGINT/SIGTERM steps in flight may still finish before the process exits anyway. */
+export const SIGNAL_GRACE_MS = 1500;
+
+/** The shell's convention: 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM). */
+export function exitOnSignal(sig: NodeJS.Signals): number {
+  return sig === 'SIGTERM' ? 143 : 130;
+}
+
 /** Sets up events, rendering, Ctrl-C and exit codes around one core call. */
 export async function run(argv: Common, fn: (ctx: Context) => Promise<string | object | number | void>, opts: { render?: boolean } = {}): Promise<void> {
   const events = new EventBus();
   const abort = new AbortController();
   let interrupted = 0;
-  const onSigint = () => {
+  let signalled: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
     interrupted++;
-    if (interrupted > 1) process.exit(130);
-    process.stderr.write('\nInterrupted: finishing in-flight steps and saving state (Ctrl-C again to quit at once)\n');
+    signalled ??= sig;
+    if (interrupted > 1) process.exit(exitOnSignal(sig));
+    process.stderr.write(`\n${sig === 'SIGINT' ? 'Interrupted' : 'Terminated'}: stopping; every finished step is in the state (${sig === 'SIGINT' ? 'Ctrl-C' : 'the signal'} again to quit at once)\n`);
     abort.abort();
+    // Steps in flight get a moment to land in the state; a step that takes longer (a join waits up to 20 s on its
+    // engine) is not waited for: the state already holds every step that finished, and the next run checks the
+    // hosts before acting, so what a cut step left half done is found and finished.
+    setTimeout(() => {
+      process.stderr.write(`still busy ${SIGNAL_GRACE_MS / 1000} s after the signal: exiting now; run the same command again to finish\n`);
+      process.exit(exitOnSignal(sig));
+    }, SIGNAL_GRACE_MS).unref();
   };
-  process.on('SIGINT', onSigint);
   let renderer: ReturnType<typeof createRenderer> | undefined;
   try {
+    // Reading the inventory changes nothing and can be CPU-bound for a moment (templates, YAML, expansion), when a
+    // handler would only run afterwards: until it is read, a signal keeps its default action and ends the process
+    // at once. From here on a signal stops the run and lets finished steps land in the state.
     const ctx = await openContext(argv.inventory, events, abort.signal);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
     if (opts.render !== false) {
       renderer = createRenderer({ json: argv.json, hosts: ctx.inventory.hosts.length });
       events.on(renderer.listener);
@@ -47,13 +68,14 @@ export async function run(argv: Common, fn: (ctx: Context) => Promise<string | o
     if (abort.signal.aborted && isCancelled(err)) {
       // Ctrl-C: what finished is in the state; the next run picks up from there.
       report(new SwarmformError('interrupted: what was done is recorded', { hint: 'run the same command again to finish' }), argv.json);
-      process.exitCode = 130;
+      process.exitCode = exitOnSignal(signalled ?? 'SIGINT');
       return;
     }
     report(err, argv.json, renderer?.summary());
     process.exitCode = exitCodeOf(err);
   } finally {
-    process.off('SIGINT', onSigint);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }
 

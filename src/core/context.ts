@@ -33,7 +33,11 @@ export async function openContext(file: string | undefined, events: EventBus, si
   if (!existsSync(path)) throw new UsageError(`inventory file not found: ${path}`, { hint: 'pass one with -i FILE' });
   const inventory = await loadInventory(path, { providers });
   const byProvider = new Map<string, HostSpec[]>();
-  for (const h of inventory.hosts) byProvider.set(h.provider, [...(byProvider.get(h.provider) ?? []), h]);
+  for (const h of inventory.hosts) {
+    const list = byProvider.get(h.provider);
+    if (list) list.push(h);
+    else byProvider.set(h.provider, [h]);
+  }
   const state = await openState(inventory.cluster);
   const providerContext: ProviderContext = { inventory, stateDir: state.dir, events, signal };
   const used = [...byProvider.entries()].map(([name, hosts]) => ({ provider: providerFor(name), hosts }));

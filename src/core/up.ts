@@ -105,6 +105,9 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
     const stop = new AbortController();
     const signal = ctx.signal ? AbortSignal.any([ctx.signal, stop.signal]) : stop.signal;
     const provisioning = timed('provision', inventory.hosts.length, async () => {
+      // Machines a provider handed over before a failure or a signal cut its batch short: saved on the way out, so
+      // the state knows them even when the provider's own listing would not find them.
+      const handedMachines: Machine[] = [];
       try {
         const all: Machine[] = [];
         const providerContext = { ...ctx.providerContext, signal };
@@ -125,6 +128,7 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
           const created = missing.length
             ? await provider.create(missing, providerContext, (m) => {
                 handed.add(m.name);
+                handedMachines.push(m);
                 arrived.push(m);
               })
             : { done: [], failed: [] };
@@ -139,6 +143,7 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
         return all;
       } catch (err) {
         stop.abort(err);
+        if (handedMachines.length) await state.saveMachines(handedMachines).catch(() => undefined);
         throw err;
       } finally {
         arrived.close();
