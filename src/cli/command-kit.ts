@@ -43,11 +43,12 @@ export async function run(argv: Common, fn: (ctx: Context) => Promise<string | o
     }, SIGNAL_GRACE_MS).unref();
   };
   let renderer: ReturnType<typeof createRenderer> | undefined;
+  let ctx: Context | undefined;
   try {
     // Reading the inventory changes nothing and can be CPU-bound for a moment (templates, YAML, expansion), when a
     // handler would only run afterwards: until it is read, a signal keeps its default action and ends the process
     // at once. From here on a signal stops the run and lets finished steps land in the state.
-    const ctx = await openContext(argv.inventory, events, abort.signal);
+    ctx = await openContext(argv.inventory, events, abort.signal);
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     if (opts.render !== false) {
@@ -76,6 +77,7 @@ export async function run(argv: Common, fn: (ctx: Context) => Promise<string | o
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    await ctx?.state.removeIfUnused();
   }
 }
 

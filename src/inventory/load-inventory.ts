@@ -4,7 +4,6 @@
  * file:line:column and the key; all of a stage's problems are reported together in one InventoryError, and nothing
  * later runs on an inventory that has any.
  */
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../core/errors.js';
 import { expandHosts } from './expand-hosts.js';
@@ -12,7 +11,8 @@ import { checkHostLimits, providersUsed } from './host-count.js';
 import { ProblemList } from './problems.js';
 import type { ProviderRegistry } from './provider-registry.js';
 import { resolveProviderSettings } from './provider-settings.js';
-import { renderTemplate, renderedLineNote } from './render-template.js';
+import { readInputFile } from './read-input.js';
+import { MAX_TEMPLATE_BYTES, renderTemplate, renderedLineNote } from './render-template.js';
 import { resolveBundle, resolveImages, resolvePackages, resolveServices, resolveStacks } from './resolve-workloads.js';
 import { inventorySchema } from './schema.js';
 import type { Inventory } from './types.js';
@@ -29,17 +29,7 @@ export interface LoadOptions {
 /** Reads, renders and validates an inventory file; throws InventoryError listing every problem, UsageError if unreadable. */
 export async function loadInventory(file: string, opts: LoadOptions): Promise<Inventory> {
   const abs = path.resolve(file);
-  let text: string;
-  try {
-    text = await readFile(abs, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (err as Error).message;
-    throw new UsageError(`cannot read inventory ${abs}: ${why}`, {
-      hint: 'pass an inventory file with -i, e.g. inventories/lab.yml',
-      cause: err,
-    });
-  }
+  const text = readInputFile(abs, 'inventory', MAX_TEMPLATE_BYTES, 'pass an inventory file with -i, e.g. inventories/lab.yml');
   return parseInventory(text, abs, opts);
 }
 

@@ -12,11 +12,16 @@ export interface Position {
 /** Finds where a path is in the document: on its key (`key`) or its value (`value`), else the nearest existing parent. */
 export type Locate = (path: DocPath, at: 'key' | 'value') => Position;
 
+/** Segments of a key path shown in a message. */
+const MAX_PATH_SHOWN = 12;
+
 /**
  * Formats a path as shown to users: `groups.workers.count`, `workloads.services[0].ports[1]`,
  * `labels["com.example.tier"]` for keys that are not plain words.
  */
 export function formatPath(path: DocPath): string {
+  // A path thousands of levels deep (hostile nesting) would make a message of megabytes: show its start and depth.
+  if (path.length > MAX_PATH_SHOWN) return `${formatPath(path.slice(0, MAX_PATH_SHOWN))}... (${path.length} levels deep)`;
   let out = '';
   for (const seg of path) {
     if (typeof seg === 'number') out += `[${seg}]`;

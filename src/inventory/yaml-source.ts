@@ -127,6 +127,7 @@ export class YamlSource {
       return `duplicate key (first defined on line ${first.line}${first.line === here.line ? `, column ${first.column}` : ''})`;
     }
     if (code === 'MULTIPLE_DOCS') return 'an inventory is a single YAML document: remove the "---" separator';
+    if (/Maximum call stack size exceeded/.test(message)) return 'nested too deeply for the YAML reader (hundreds of levels of [ or {)';
     return `YAML syntax error: ${message}`;
   }
 

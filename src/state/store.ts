@@ -2,12 +2,13 @@
  * Per-cluster state on local disk: `state.json` (machines, swarm id), `secrets.json` (join tokens), `known_hosts`,
  * all 0600 in a 0700 directory, written atomically, guarded by one lock per cluster.
  */
-import { chmod, mkdir, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, rm, rmdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { LockedError } from '../core/errors.js';
 import type { Machine } from '../providers/provider.js';
 import { KnownHosts } from './known-hosts.js';
-import { acquireLock } from './lock.js';
+import { acquireLock, lockPath } from './lock.js';
 import { clusterDir } from './paths.js';
 import { DIR_MODE, readJsonFile, writeSecureFile } from './secure-file.js';
 import { mergeMachines, parseSecrets, parseState, type Secrets, type StateFile } from './state-file.js';
@@ -19,15 +20,18 @@ export interface OpenStateOptions {
   env?: NodeJS.ProcessEnv;
   /** Told when a held lock is lost; later writes then throw LockedError. */
   onLockCompromised?: (err: Error) => void;
+  /** Set by openState when it made the directory (so a run that wrote nothing can take it away again). */
+  fresh?: boolean;
 }
 
 /** Opens (creating, 0700) the state directory of a cluster. Touches nothing else. */
 export async function openState(cluster: string, opts: OpenStateOptions = {}): Promise<ClusterState> {
   const dir = clusterDir(cluster, opts.env);
+  const fresh = !existsSync(dir);
   await mkdir(dirname(dir), { recursive: true, mode: DIR_MODE });
   await mkdir(dir, { recursive: true, mode: DIR_MODE });
   await chmod(dir, DIR_MODE); // mkdir's mode is masked by the umask, and an older directory may be wider
-  return new ClusterState(cluster, dir, opts);
+  return new ClusterState(cluster, dir, { ...opts, fresh });
 }
 
 /** The state of one cluster. Mutations are serialised and coalesced: many saves during a run cost few writes. */
@@ -73,6 +77,15 @@ export class ClusterState {
       this.locked = false;
       await release();
     };
+  }
+
+  /**
+   * Removes the directory again when this run made it and left it empty (a command refused its input, or asked about
+   * a cluster that does not exist): bad input leaves nothing behind. Not while a lock is held by anyone.
+   */
+  async removeIfUnused(): Promise<void> {
+    if (!this.opts.fresh || this.locked || existsSync(lockPath(this.dir))) return;
+    await rmdir(this.dir).catch(() => undefined); // fails, harmlessly, when anything was written
   }
 
   /** The state file, after every mutation queued before this call; an empty state when there is none yet. */

@@ -10,6 +10,8 @@ import path from 'node:path';
 import { InventoryError, UsageError, type InventoryProblem } from '../../core/errors.js';
 import { resolveLocalPath } from '../../inventory/local-paths.js';
 import { type DocPath, formatPath, ProblemList } from '../../inventory/problems.js';
+import { readInputFile } from '../../inventory/read-input.js';
+import { MAX_TEMPLATE_BYTES } from '../../inventory/render-template.js';
 import { ShellWordsError, splitShellWords } from '../../inventory/shell-words.js';
 import { YamlSource } from '../../inventory/yaml-source.js';
 import { parseWith, reportIssues } from '../../inventory/zod-issues.js';
@@ -81,13 +83,7 @@ function variables(workingDir: string, opts: LoadStackOptions): { vars: Record<s
 
 function parseFile(file: string, env: Record<string, string | undefined>, workingDir: string, unsetVars: Set<string>) {
   const problems = new ProblemList(file);
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new UsageError(`cannot read compose file ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (err as Error).message}`);
-  }
+  let text = readInputFile(file, 'compose file', MAX_TEMPLATE_BYTES);
   if (text.startsWith('\uFEFF')) text = text.slice(1);
   const source = YamlSource.parse(text, problems);
   for (const p of problems.items) p.message = p.message.replace('an inventory is a single YAML document', 'a compose file is a single YAML document');
