@@ -6,8 +6,12 @@ import type { ProblemList } from './problems.js';
 export const MAX_TEMPLATE_BYTES = 4 << 20;
 /** What rendering may produce: V8 dies with a fatal "invalid size" on a string near 512 MB, with no message of ours. */
 export const MAX_RENDERED_BYTES = 32 << 20;
-/** Iterations that `range()` may hand out in one render, over all loops (nested loops multiply). */
-export const MAX_RANGE_ITEMS = 1_000_000;
+/**
+ * Iterations that `range()` may hand out in one render, over all loops (nested loops multiply). 200,000 keeps the
+ * worst case (nested loops up to the cap) near 0.2 s, where 1,000,000 took 1 s alone and up to 7 s on a loaded
+ * machine (bench/hostile-bench.ts); name ranges (worker-[1:100000]) make hosts without loops.
+ */
+export const MAX_RANGE_ITEMS = 200_000;
 /** Widths the padding filters (indent, center) may take: each repeats spaces per line. */
 const MAX_FILTER_WIDTH = 10_000;
 
