@@ -30,7 +30,7 @@ after(async () => {
 });
 
 /** Starts the CLI, sends `sig` after `afterMs` (or when `when` matches its stderr), and reports how it ended. */
-function signalled(args: string[], sig: NodeJS.Signals, at: { afterMs?: number; when?: RegExp }): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number; stderr: string }> {
+function signalled(args: string[], sig: NodeJS.Signals, at: { afterMs?: number; when?: RegExp; delayMs?: number }): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
@@ -43,7 +43,7 @@ function signalled(args: string[], sig: NodeJS.Signals, at: { afterMs?: number; 
     child.stdout.resume();
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
-      if (at.when?.test(stderr)) send();
+      if (at.when?.test(stderr)) setTimeout(send, at.delayMs ?? 0);
     });
     if (at.afterMs !== undefined) setTimeout(send, at.afterMs);
     child.on('error', reject);
@@ -87,4 +87,50 @@ test('sim 4,700 hosts: SIGTERM while provisioning and Ctrl-C while bootstrapping
   assert.equal(nodes.length, 4700, 'one node per host');
   assert.equal(new Set(nodes.map((n) => n.host)).size, 4700, 'no duplicate node');
   assert.ok(nodes.every((n) => n.state === 'ready'), 'every node Ready');
+});
+
+test('sim 1,000 hosts: SIGKILL at 5 points (provision, bootstrap, swarm, workloads); each time a plain re-run converges with no duplicate or orphan', { timeout: 10 * 60_000 }, async (t) => {
+  const kc = 't-kill1k';
+  const inv = join(home, `${kc}.yml`);
+  writeFileSync(
+    inv,
+    readFileSync(join(ROOT, 'inventories/sim-swarm3k.yml'), 'utf8')
+      .replace(/^cluster: sim3k$/m, `cluster: ${kc}`)
+      .replace('count: 2400', 'count: 500')
+      .replace('count: 2297', 'count: 497'),
+  );
+  const world = () =>
+    JSON.parse(readFileSync(join(home, kc, 'sim-world.json'), 'utf8')) as {
+      hosts: Record<string, unknown>;
+      swarm: { nodes: Record<string, { host: string; state: string }>; services: Record<string, unknown> };
+    };
+  const points: { name: string; when: RegExp; delayMs: number }[] = [
+    { name: 'early provision', when: /provision: started/, delayMs: 200 },
+    { name: 'late provision', when: /provision: started/, delayMs: 1500 },
+    { name: 'bootstrap', when: /provision: 1000 ok/, delayMs: 100 },
+    { name: 'swarm joins', when: /swarm: started/, delayMs: 50 },
+    { name: 'workloads', when: /workloads: started/, delayMs: 0 },
+  ];
+  try {
+    for (const p of points) {
+      const cut = await signalled(['up', '-i', inv], 'SIGKILL', { when: p.when, delayMs: p.delayMs });
+      t.diagnostic(`${p.name}: killed (${cut.signal ?? `exit ${cut.code}`})`);
+      assert.ok(cut.signal === 'SIGKILL' || cut.code === 0, `${p.name}: ${cut.code} ${cut.signal}`);
+      const again = await cli(['up', '-i', inv], env);
+      assert.equal(again.code, 0, `${p.name}: ${again.stderr.slice(-2000)}`);
+      const w = world();
+      const nodes = Object.values(w.swarm.nodes);
+      assert.equal(Object.keys(w.hosts).length, 1000, `${p.name}: one machine per inventory host`);
+      assert.equal(nodes.length, 1000, `${p.name}: one node per host, no Down node left`);
+      assert.equal(new Set(nodes.map((n) => n.host)).size, 1000, `${p.name}: no duplicate node`);
+      assert.ok(nodes.every((n) => n.state === 'ready'), `${p.name}: every node Ready`);
+      assert.equal(Object.keys(w.swarm.services).length, 1, `${p.name}: the service, once`);
+      const state = JSON.parse(readFileSync(join(home, kc, 'state.json'), 'utf8')) as { machines: { name: string }[] };
+      assert.equal(state.machines.length, 1000, `${p.name}: the state knows every machine, no orphan`);
+      const down = await cli(['down', '-i', inv], env);
+      assert.equal(down.code, 0, down.stderr);
+    }
+  } finally {
+    await cli(['down', '-i', inv], env);
+  }
 });
