@@ -1,0 +1,100 @@
+/**
+ * Crash and resume on real lab hosts (issue 14): `up` of a 3+3 cluster is killed with SIGKILL at 10 points, from
+ * provisioning through bootstrap steps, swarm init, manager and worker joins to workloads; after each a plain re-run
+ * must converge, checked with Docker on a manager: 6 nodes Ready, no duplicate node, 3 managers, the service 2/2; and
+ * on this machine: 6 lab hosts (no orphan namespace), the state knowing all 6. The cluster is removed between points
+ * so each kill cuts a run that has work to do.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { BIN, cli, isRoot, labLeftovers, machinesOf, onHost, testHome } from '../support/lab.js';
+
+const cluster = 't-kill';
+const home = testHome();
+const env = { SWARMFORM_HOME: home };
+const inventory = join(home, `${cluster}.yml`);
+const skip = isRoot ? false : 'lab tests need root';
+
+writeFileSync(
+  inventory,
+  `cluster: ${cluster}
+providers: { lab: { subnet: 198.18.51.0/24 } }
+groups:
+  managers: { role: manager, name: "mgr-[1:3]" }
+  workers: { role: worker, name: "worker-[1:3]" }
+workloads:
+  services:
+    - name: web
+      image: swarmform/busybox:latest
+      replicas: 2
+      command: ["sleep", "1000000"]
+      constraints: ["node.role == worker"]
+`,
+);
+
+after(async () => {
+  if (!isRoot) return;
+  const r = await cli(['down', '--force', '-i', inventory], env);
+  if (r.code !== 0) console.error(r.stderr);
+  assert.deepEqual(await labLeftovers(cluster), []);
+});
+
+/** Runs `up` and kills it with SIGKILL `delayMs` after its output first matches `when`. */
+function killedUp(when: RegExp, delayMs: number): Promise<{ killed: boolean; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, 'up', '-i', inventory], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let armed = false;
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      if (!armed && when.test(out)) {
+        armed = true;
+        setTimeout(() => child.kill('SIGKILL'), delayMs);
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('error', reject);
+    child.on('close', (_code, signal) => resolve({ killed: signal === 'SIGKILL', out }));
+  });
+}
+
+const points: { name: string; when: RegExp; delayMs: number }[] = [
+  { name: 'creating hosts', when: /provision: started/, delayMs: 400 },
+  { name: 'after an engine install', when: /: install engine: ok/, delayMs: 0 },
+  { name: 'writing daemon.json', when: /: engine service: ok/, delayMs: 100 },
+  { name: 'opening firewalls', when: /: daemon config: ok/, delayMs: 150 },
+  { name: 'starting engines', when: /: start engine: ok/, delayMs: 0 },
+  { name: 'swarm init', when: /swarm: started/, delayMs: 300 },
+  { name: 'manager joins', when: /: init: ok/, delayMs: 200 },
+  { name: 'worker joins', when: /: join worker: ok/, delayMs: 0 },
+  { name: 'workloads', when: /workloads: started/, delayMs: 0 },
+  { name: 'after Ready', when: /all \d+ nodes Ready/, delayMs: 0 },
+];
+
+test('SIGKILL at 10 points of up on 3+3 lab hosts: each time a plain re-run converges', { skip, timeout: 30 * 60_000 }, async (t) => {
+  for (const p of points) {
+    const cut = await killedUp(p.when, p.delayMs);
+    t.diagnostic(`${p.name}: ${cut.killed ? 'killed' : 'finished before the kill'}`);
+    const again = await cli(['up', '-i', inventory], env);
+    assert.equal(again.code, 0, `${p.name}: the re-run: ${again.stdout.slice(-1500)}${again.stderr.slice(-1500)}`);
+    const machines = machinesOf(home, cluster);
+    assert.equal(machines.length, 6, `${p.name}: the state knows 6 machines`);
+    const mgr = machines.find((m) => m.name === 'mgr-1')!;
+    const nodes = (await onHost(mgr, "docker node ls --format '{{.Hostname}} {{.Status}} {{.ManagerStatus}}'")).stdout.trim().split('\n');
+    assert.equal(nodes.length, 6, `${p.name}: ${nodes.join('; ')}`);
+    assert.equal(new Set(nodes.map((l) => l.split(' ')[0])).size, 6, `${p.name}: no duplicate node: ${nodes.join('; ')}`);
+    assert.ok(nodes.every((l) => l.split(' ')[1] === 'Ready'), `${p.name}: ${nodes.join('; ')}`);
+    assert.equal(nodes.filter((l) => / (Leader|Reachable)$/.test(l)).length, 3, `${p.name}: ${nodes.join('; ')}`);
+    const replicas = (await onHost(mgr, "docker service ls --format '{{.Name}} {{.Replicas}}'")).stdout.trim();
+    assert.equal(replicas, 'web 2/2', `${p.name}: ${replicas}`);
+    const ns = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').filter((l) => l.startsWith(`sf-${cluster}-`));
+    assert.equal(ns.length, 6, `${p.name}: no orphan host: ${ns.join(', ')}`);
+    const down = await cli(['down', '-i', inventory], env);
+    assert.equal(down.code, 0, `${p.name}: ${down.stderr}`);
+    assert.deepEqual(await labLeftovers(cluster), [], p.name);
+  }
+});
