@@ -10,13 +10,8 @@ import { DEFAULT_PROVIDER } from './expand-hosts.js';
 import { MAX_RANGE_SIZE, NameRangeError, hasRange, parseNameRange, rangeSize } from './name-range.js';
 import type { DocPath, ProblemList } from './problems.js';
 import type { ProviderRegistry } from './provider-registry.js';
-import type { GroupEntry, InventoryFile } from './schema.js';
+import { MAX_HOSTS_CEILING, type GroupEntry, type InventoryFile } from './schema.js';
 
-/**
- * Most hosts one inventory may have, all groups together: as many as one name range may make (MAX_RANGE_SIZE), far
- * above Swarm3k's 4,700 nodes. It bounds every loop over hosts (expansion, validation, planning) to well under a second.
- */
-export const MAX_HOSTS = MAX_RANGE_SIZE;
 
 /** One group's host count as written, with the key that gives it. */
 export interface GroupCount {
@@ -95,12 +90,13 @@ export function checkHostLimits(input: LimitsInput): boolean {
   let exceeded = false;
 
   const total = counts.reduce((n, c) => n + c.hosts, 0);
-  if (total > MAX_HOSTS) {
+  const max = inventory.swarm.maxHosts;
+  if (total > max) {
     const top = largest(counts);
     problems.add(
       top.path,
-      `${top.said} makes ${top.hosts} hosts, ${total} with the other groups (${breakdown(counts)}): more than the ${MAX_HOSTS} ` +
-        'one inventory may have (MAX_HOSTS); split the cluster into several inventories',
+      `${top.said} makes ${top.hosts} hosts, ${total} with the other groups (${breakdown(counts)}): more than the ${max} ` +
+        `one inventory may have (swarm.maxHosts); ${max < MAX_HOSTS_CEILING ? `raise swarm.maxHosts (up to ${MAX_HOSTS_CEILING}) or ` : ''}split the cluster into several inventories`,
     );
     exceeded = true;
   }

@@ -65,7 +65,7 @@ export function parseInventory(text: string, file: string, opts: LoadOptions): I
   const inv = parsed.data!;
 
   const groupOrder = inOrder(yaml.keysInOrder(['groups']), inv.groups);
-  // Provider settings and the host limits (MAX_HOSTS, the lab subnet) come before expansion, counted by arithmetic:
+  // Provider settings and the host limits (swarm.maxHosts, the lab subnet) come before expansion, counted by arithmetic:
   // nothing loops over hosts that could never be created.
   const providers = resolveProviderSettings({
     section: inv.providers,

@@ -124,11 +124,17 @@ const groupSchema = z.strictObject(
   expecting('a group (a mapping with role and count, name or hosts)'),
 );
 
+/** Most hosts one inventory may have unless `swarm.maxHosts` says otherwise (far above Swarm3k's 4,700 nodes). */
+export const MAX_HOSTS_DEFAULT = 100_000;
+/** What `swarm.maxHosts` may be raised to: a bound on every loop over hosts (expansion, validation, planning). */
+export const MAX_HOSTS_CEILING = 1_000_000;
+
 const swarmSchema = z
   .strictObject(
     {
       advertise: advertiseSchema.default({ kind: 'private' }),
       joinConcurrency: intBetween(1, 1000, 'a whole number from 1 to 1000').default(12),
+      maxHosts: intBetween(1, MAX_HOSTS_CEILING, `a whole number from 1 to ${MAX_HOSTS_CEILING}`).default(MAX_HOSTS_DEFAULT),
       bootstrapConcurrency: intBetween(1, 1000, 'a whole number from 1 to 1000').default(32),
       joinPacing: z.enum(['adaptive', 'fixed'], expecting('"adaptive" or "fixed"')).default('adaptive'),
       install: z.enum(['auto', 'packages', 'bundle'], expecting('"auto", "packages" or "bundle"')).default('auto'),

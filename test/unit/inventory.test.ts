@@ -287,6 +287,7 @@ describe('groups to hosts', () => {
     assert.deepEqual(load(MINIMAL).swarm, {
       advertise: { kind: 'private' },
       joinConcurrency: 12,
+      maxHosts: 100000,
       bootstrapConcurrency: 32,
       joinPacing: 'adaptive',
       install: 'auto',
@@ -310,6 +311,7 @@ describe('groups to hosts', () => {
     assert.deepEqual(inv.swarm, {
       advertise: { kind: 'cidr', cidr: '10.0.0.0/8' },
       joinConcurrency: 50,
+      maxHosts: 100000,
       bootstrapConcurrency: 32,
       joinPacing: 'fixed',
       install: 'bundle',
@@ -425,8 +427,10 @@ describe('host limits, checked on counts before expansion', () => {
       key: 'groups.a.name',
       message:
         'a-[1:60000] makes 60000 hosts, 110003 with the other groups (a 60000, b 50000, managers 3): more than the 100000 one inventory ' +
-        'may have (MAX_HOSTS); split the cluster into several inventories',
+        'may have (swarm.maxHosts); raise swarm.maxHosts (up to 1000000) or split the cluster into several inventories',
     });
+    // The user may raise the limit: the same groups then load.
+    assert.equal(load(`${text}swarm: { maxHosts: 120000 }\n`).hosts.length, 110_003);
     console.log(`110003 hosts rejected in ${(performance.now() - started).toFixed(1)} ms`);
     // Exactly the limit loads, and expanding it stays well inside what a signal may wait for.
     const full = lines('cluster: huge', 'provider: ssh', 'groups:', '  managers: { role: manager, count: 3 }', '  a: { role: worker, name: "a-[1:99997]" }');
