@@ -26,12 +26,10 @@ export function exitOnSignal(sig: NodeJS.Signals): number {
 export async function run(argv: Common, fn: (ctx: Context) => Promise<string | object | number | void>, opts: { render?: boolean } = {}): Promise<void> {
   const events = new EventBus();
   const abort = new AbortController();
-  let interrupted = 0;
   let signalled: NodeJS.Signals | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
-    interrupted++;
-    signalled ??= sig;
-    if (interrupted > 1) process.exit(exitOnSignal(sig));
+    if (signalled) process.exit(exitOnSignal(sig));
+    signalled = sig;
     process.stderr.write(`\n${sig === 'SIGINT' ? 'Interrupted' : 'Terminated'}: stopping; every finished step is in the state (${sig === 'SIGINT' ? 'Ctrl-C' : 'the signal'} again to quit at once)\n`);
     abort.abort();
     // Steps in flight get a moment to land in the state; a step that takes longer (a join waits up to 20 s on its

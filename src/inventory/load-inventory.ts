@@ -5,7 +5,6 @@
  * later runs on an inventory that has any.
  */
 import path from 'node:path';
-import { UsageError } from '../core/errors.js';
 import { expandHosts } from './expand-hosts.js';
 import { checkHostLimits, providersUsed } from './host-count.js';
 import { ProblemList } from './problems.js';

@@ -3,8 +3,7 @@
  * exhausting the run: it must be a regular file (a FIFO would block the read for good, a device could be endless)
  * of at most `maxBytes` (checked before reading, so a huge file is refused at once instead of read whole).
  */
-import { openSync, closeSync, fstatSync, readFileSync } from 'node:fs';
-import { constants } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { UsageError } from '../core/errors.js';
 
 export function readInputFile(file: string, what: string, maxBytes: number, hint?: string): string {

@@ -35,13 +35,18 @@ export function splitAddr(addr: string): { ip: string; port: string } {
   return { ip: m[1]!, port: m[2]! };
 }
 
+/** The tool that handles rules for `addr`'s family. */
+function natTool(addr: string): 'iptables' | 'ip6tables' {
+  return splitAddr(addr).ip.includes(':') ? 'ip6tables' : 'iptables';
+}
+
 /** The iptables command that sends the helper's own connections to `stale` on to `target` (`-I` adds, `-D` removes). */
 export function redirectRule(op: '-I' | '-D', stale: string, target: string): string {
   const s = splitAddr(stale);
   const t = splitAddr(target);
-  const v6 = s.ip.includes(':');
-  const to = v6 ? `[${t.ip}]:${t.port}` : `${t.ip}:${t.port}`;
-  return `${v6 ? 'ip6tables' : 'iptables'} -w -t nat ${op} OUTPUT -p tcp -d ${shq(s.ip)} --dport ${s.port} -j DNAT --to-destination ${shq(to)}`;
+  const tool = natTool(stale);
+  const to = tool === 'ip6tables' ? `[${t.ip}]:${t.port}` : `${t.ip}:${t.port}`;
+  return `${tool} -w -t nat ${op} OUTPUT -p tcp -d ${shq(s.ip)} --dport ${s.port} -j DNAT --to-destination ${shq(to)}`;
 }
 
 export interface ReaddressOptions {
@@ -68,7 +73,7 @@ export async function readdressRestored(o: ReaddressOptions): Promise<string> {
     names.map((n) => ({ name: n, engine: n === tName ? tEngine : hEngine }));
 
   await step(hName, 'redirect stale address', async () => {
-    const tool = splitAddr(o.stale).ip.includes(':') ? 'ip6tables' : 'iptables';
+    const tool = natTool(o.stale);
     const has = await helper.remote.run(`command -v ${tool}`);
     if (has.code !== 0) {
       throw new HostStepError(hName, 'redirect stale address', `${tool} is not installed: it is needed for a moment to move the restored manager to its own address`);
