@@ -7,10 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { BIN, cli, isRoot, labLeftovers, machinesOf, onHost, testHome } from '../support/lab.js';
+import { BIN, cli, downAndCheck, isRoot, labLeftovers, machinesOf, onHost, testHome, writeLabInventory } from '../support/lab.js';
 
 const cluster = 't-kill';
 const home = testHome();
@@ -18,29 +17,9 @@ const env = { SWARMFORM_HOME: home };
 const inventory = join(home, `${cluster}.yml`);
 const skip = isRoot ? false : 'lab tests need root';
 
-writeFileSync(
-  inventory,
-  `cluster: ${cluster}
-providers: { lab: { subnet: 198.18.51.0/24 } }
-groups:
-  managers: { role: manager, name: "mgr-[1:3]" }
-  workers: { role: worker, name: "worker-[1:3]" }
-workloads:
-  services:
-    - name: web
-      image: swarmform/busybox:latest
-      replicas: 2
-      command: ["sleep", "1000000"]
-      constraints: ["node.role == worker"]
-`,
-);
+writeLabInventory(inventory, { cluster, subnet: '198.18.51.0/24' });
 
-after(async () => {
-  if (!isRoot) return;
-  const r = await cli(['down', '--force', '-i', inventory], env);
-  if (r.code !== 0) console.error(r.stderr);
-  assert.deepEqual(await labLeftovers(cluster), []);
-});
+after(() => downAndCheck(inventory, env, cluster));
 
 /** Runs `up` and kills it with SIGKILL `delayMs` after its output first matches `when`. */
 function killedUp(when: RegExp, delayMs: number): Promise<{ killed: boolean; out: string }> {

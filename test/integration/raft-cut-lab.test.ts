@@ -7,10 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { cli, isRoot, labLeftovers, machinesOf, onHost, testHome, type StateMachine } from '../support/lab.js';
+import { cli, downAndCheck, isRoot, machinesOf, onHost, type StateMachine, testHome, writeLabInventory } from '../support/lab.js';
 
 const cluster = 't-raftcut';
 const home = testHome();
@@ -19,22 +18,7 @@ const inventory = join(home, `${cluster}.yml`);
 const skip = isRoot ? false : 'lab tests need root';
 const managersNames = ['mgr-1', 'mgr-2', 'mgr-3'];
 
-writeFileSync(
-  inventory,
-  `cluster: ${cluster}
-providers: { lab: { subnet: 198.18.46.0/24 } }
-groups:
-  managers: { role: manager, name: "mgr-[1:3]" }
-  workers: { role: worker, name: "worker-[1:3]" }
-workloads:
-  services:
-    - name: web
-      image: swarmform/busybox:latest
-      replicas: 2
-      command: ["sleep", "1000000"]
-      constraints: ["node.role == worker"]
-`,
-);
+writeLabInventory(inventory, { cluster, subnet: '198.18.46.0/24' });
 
 let machines: StateMachine[] = [];
 const sh = async (on: string, cmd: string) => {
@@ -58,9 +42,7 @@ after(async () => {
       // the namespace is already gone
     }
   }
-  const r = await cli(['down', '--force', '-i', inventory], env);
-  if (r.code !== 0) console.error(r.stderr);
-  assert.deepEqual(await labLeftovers(cluster), []);
+  await downAndCheck(inventory, env, cluster);
 });
 
 test('2 of 3 managers cut off: raft recover restores 3 managers; the cut ones come back as fresh nodes of the same swarm', { skip, timeout: 12 * 60_000 }, async () => {

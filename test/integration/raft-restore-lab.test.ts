@@ -7,10 +7,9 @@
  * `iptables` on the hosts (the temporary redirect is gone).
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { cli, isRoot, labLeftovers, lastJson, machinesOf, onHost, testHome, type StateMachine } from '../support/lab.js';
+import { cli, downAndCheck, isRoot, lastJson, machinesOf, onHost, type StateMachine, testHome, writeLabInventory } from '../support/lab.js';
 
 const cluster = 't-rrestore';
 const home = testHome();
@@ -19,22 +18,7 @@ const inventory = join(home, `${cluster}.yml`);
 const archive = join(home, 'backup.tar');
 const skip = isRoot ? false : 'lab tests need root';
 
-writeFileSync(
-  inventory,
-  `cluster: ${cluster}
-providers: { lab: { subnet: 198.18.48.0/24 } }
-groups:
-  managers: { role: manager, name: "mgr-[1:3]" }
-  workers: { role: worker, name: "worker-[1:3]" }
-workloads:
-  services:
-    - name: web
-      image: swarmform/busybox:latest
-      replicas: 2
-      command: ["sleep", "1000000"]
-      constraints: ["node.role == worker"]
-`,
-);
+writeLabInventory(inventory, { cluster, subnet: '198.18.48.0/24' });
 
 let machines: StateMachine[] = [];
 const sh = async (on: string, cmd: string) => {
@@ -52,12 +36,7 @@ const raftAddrs = async (on: string) =>
       .map((l) => l.split(' ') as [string, string]),
   );
 
-after(async () => {
-  if (!isRoot) return;
-  const r = await cli(['down', '--force', '-i', inventory], env);
-  if (r.code !== 0) console.error(r.stderr);
-  assert.deepEqual(await labLeftovers(cluster), []);
-});
+after(() => downAndCheck(inventory, env, cluster));
 
 test('backup from a non-leader restored onto another manager: it has its own Raft address, and up grows back to 3+3 with the service', { skip, timeout: 15 * 60_000 }, async () => {
   let up = await cli(['up', '-i', inventory], env);

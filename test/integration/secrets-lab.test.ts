@@ -8,11 +8,11 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
-import { cli, isRoot, labLeftovers, machinesOf, onHost, testHome, type StateMachine } from '../support/lab.js';
+import { cli, downAndCheck, isRoot, machinesOf, onHost, type StateMachine, testHome, writeLabInventory } from '../support/lab.js';
 
 const execFileP = promisify(execFile);
 const cluster = 't-secrets';
@@ -21,29 +21,9 @@ const env = { SWARMFORM_HOME: home };
 const inventory = join(home, `${cluster}.yml`);
 const skip = isRoot ? false : 'lab tests need root';
 
-writeFileSync(
-  inventory,
-  `cluster: ${cluster}
-providers: { lab: { subnet: 198.18.49.0/24 } }
-swarm: { autolock: true }
-groups:
-  managers: { role: manager, name: "mgr-[1:3]" }
-  workers: { role: worker, name: "worker-[1:2]" }
-workloads:
-  services:
-    - name: web
-      image: swarmform/busybox:latest
-      replicas: 1
-      command: ["sleep", "1000000"]
-`,
-);
+writeLabInventory(inventory, { cluster, subnet: '198.18.49.0/24', workers: 2, replicas: 1, onWorkers: false, swarm: 'autolock: true' });
 
-after(async () => {
-  if (!isRoot) return;
-  const r = await cli(['down', '--force', '-i', inventory], env);
-  if (r.code !== 0) console.error(r.stderr);
-  assert.deepEqual(await labLeftovers(cluster), []);
-});
+after(() => downAndCheck(inventory, env, cluster));
 
 /** Every file under `dir` (recursively), skipping nothing but unreadable entries. */
 function filesUnder(dir: string): string[] {

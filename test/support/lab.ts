@@ -1,4 +1,5 @@
 /** Helpers for lab integration tests: run the real CLI, reach lab hosts with the system ssh client, find leftovers. */
+import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -111,4 +112,48 @@ export function lastJson<T = Record<string, unknown>>(stdout: string, type?: str
     }
   }
   return undefined;
+}
+
+export interface LabInventory {
+  cluster: string;
+  subnet: string;
+  /** Workers beside the 3 managers (mgr-1..3); default 3. */
+  workers?: number;
+  /** Replicas of the service `web` (busybox sleeping); default 2. */
+  replicas?: number;
+  /** Run `web` on workers only (default true). */
+  onWorkers?: boolean;
+  /** A `swarm:` flow mapping's contents, e.g. `autolock: true`. */
+  swarm?: string;
+}
+
+/** Writes the usual lab test cluster (3 managers, N workers, one service `web`) to `file`. */
+export function writeLabInventory(file: string, o: LabInventory): void {
+  writeFileSync(
+    file,
+    [
+      `cluster: ${o.cluster}`,
+      `providers: { lab: { subnet: ${o.subnet} } }`,
+      ...(o.swarm ? [`swarm: { ${o.swarm} }`] : []),
+      'groups:',
+      '  managers: { role: manager, name: "mgr-[1:3]" }',
+      `  workers: { role: worker, name: "worker-[1:${o.workers ?? 3}]" }`,
+      'workloads:',
+      '  services:',
+      '    - name: web',
+      '      image: swarmform/busybox:latest',
+      `      replicas: ${o.replicas ?? 2}`,
+      '      command: ["sleep", "1000000"]',
+      ...(o.onWorkers === false ? [] : ['      constraints: ["node.role == worker"]']),
+      '',
+    ].join('\n'),
+  );
+}
+
+/** `down --force` of a test's cluster, then no leftover of it on this machine (for `after`). */
+export async function downAndCheck(inventory: string, env: Record<string, string>, cluster: string): Promise<void> {
+  if (!isRoot) return;
+  const r = await cli(['down', '--force', '-i', inventory], env);
+  if (r.code !== 0) console.error(r.stderr);
+  assert.deepEqual(await labLeftovers(cluster), []);
 }
