@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { createRequire } from 'node:module';
 import nunjucks from 'nunjucks';
 import type { ProblemList } from './problems.js';
 
@@ -7,11 +8,44 @@ export const MAX_TEMPLATE_BYTES = 4 << 20;
 /** What rendering may produce: V8 dies with a fatal "invalid size" on a string near 512 MB, with no message of ours. */
 export const MAX_RENDERED_BYTES = 32 << 20;
 /**
- * Iterations that `range()` may hand out in one render, over all loops (nested loops multiply). 200,000 keeps the
- * worst case (nested loops up to the cap) near 0.2 s, where 1,000,000 took 1 s alone and up to 7 s on a loaded
- * machine (bench/hostile-bench.ts); name ranges (worker-[1:100000]) make hosts without loops.
+ * Iterations one render may make, over all loops (nested loops multiply), and items `range()` may hand out.
+ * 200,000 keeps the worst case near 0.2 s, where 1,000,000 took 1 s alone and up to 7 s on a loaded machine
+ * (bench/hostile-bench.ts); name ranges (worker-[1:100000]) make hosts without loops.
  */
 export const MAX_RANGE_ITEMS = 200_000;
+
+/**
+ * nunjucks compiles every `{% for %}` to a call of `runtime.fromIterator(list)` before iterating, and exposes no
+ * other hook on loops, so that one function is wrapped (once, for the process) to count what each loop will walk
+ * against the budget of the render in progress. Rendering is synchronous, so at most one budget is active. Lists
+ * from range() were counted when handed out and are not counted twice. The compiled loop does not record its own
+ * line (only calls and output do), so compileFor is wrapped to emit it first: the error then names the loop's line.
+ */
+const require = createRequire(import.meta.url);
+const runtime = require('nunjucks/src/runtime.js') as { fromIterator: (arr: unknown) => unknown };
+interface LoopCompiler { _emitLine(code: string): void }
+const compilerProto = (require('nunjucks/src/compiler.js') as { Compiler: { prototype: { compileFor: (this: LoopCompiler, node: { lineno: number; colno: number }, frame: unknown) => void } } }).Compiler.prototype;
+const compileFor = compilerProto.compileFor;
+compilerProto.compileFor = function (node, frame) {
+  this._emitLine(`lineno = ${Number(node.lineno)}; colno = ${Number(node.colno)};`);
+  compileFor.call(this, node, frame);
+};
+const fromRange = new WeakSet<object>();
+let loopBudget: { left: number } | null = null;
+const fromIterator = runtime.fromIterator;
+runtime.fromIterator = (arr: unknown) => {
+  const list = fromIterator(arr);
+  if (loopBudget && list !== null && typeof list === 'object' && !fromRange.has(list)) {
+    const items = Array.isArray(list) ? list.length : Object.keys(list).length;
+    loopBudget.left -= items;
+    if (loopBudget.left < 0) throw new Error(loopsMessage(`a loop over ${items.toLocaleString('en')} items here`));
+  }
+  return list;
+};
+
+function loopsMessage(here: string): string {
+  return `the template's loops would run more than ${MAX_RANGE_ITEMS.toLocaleString('en')} times in all (${here}); use name ranges such as worker-[1:1000] for many hosts`;
+}
 /** Widths the padding filters (indent, center) may take: each repeats spaces per line. */
 const MAX_FILTER_WIDTH = 10_000;
 
@@ -33,16 +67,18 @@ export function renderTemplate(text: string, file: string, env: NodeJS.ProcessEn
   });
   // Caps on what rendering may build, checked as it builds: loops come from range() (or from lists written in the
   // source, which the size cap bounds), so range() counts what it hands out; the padding filters are bounded.
-  let rangeLeft = MAX_RANGE_ITEMS;
+  const budget = { left: MAX_RANGE_ITEMS };
   const range = nj.getGlobal('range') as (start: number, stop?: number, step?: number) => number[];
   nj.addGlobal('range', (start: number, stop?: number, step?: number) => {
     const lo = stop === undefined ? 0 : Number(start);
     const hi = stop === undefined ? Number(start) : Number(stop);
     const by = Math.abs(Number(step) || 1);
     const count = Number.isFinite(hi - lo) ? Math.max(0, Math.ceil(Math.abs(hi - lo) / by)) : Infinity;
-    rangeLeft -= count;
-    if (rangeLeft < 0) throw new Error(`the template's loops would run more than ${MAX_RANGE_ITEMS.toLocaleString('en')} times in all (range() of ${Number.isFinite(count) ? count.toLocaleString('en') : 'an unbounded count'} here); use name ranges such as worker-[1:1000] for many hosts`);
-    return range(start, stop, step);
+    budget.left -= count;
+    if (budget.left < 0) throw new Error(loopsMessage(`range() of ${Number.isFinite(count) ? count.toLocaleString('en') : 'an unbounded count'} here`));
+    const list = range(start, stop, step);
+    fromRange.add(list);
+    return list;
   });
   for (const name of ['indent', 'center']) {
     const filter = nj.getFilter(name) as (...args: unknown[]) => unknown;
@@ -65,6 +101,7 @@ export function renderTemplate(text: string, file: string, env: NodeJS.ProcessEn
     return null;
   }
   try {
+    loopBudget = budget;
     const out = template.render({ env });
     if (out.length > MAX_RENDERED_BYTES) {
       problems.addAt({ line: 1, column: 1 }, '', `template error: the rendered inventory is ${(out.length / 1048576).toFixed(1)} MiB; at most ${MAX_RENDERED_BYTES >> 20} MiB may be rendered`);
@@ -75,6 +112,8 @@ export function renderTemplate(text: string, file: string, env: NodeJS.ProcessEn
     // Errors raised while rendering carry the compiler's 0-based line and column.
     problems.addAt(templatePosition(err, text, 1), '', `template error: ${templateMessage(err)}`);
     return null;
+  } finally {
+    loopBudget = null;
   }
 }
 

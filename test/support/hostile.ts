@@ -218,6 +218,8 @@ const OPERATORS: Operator[] = [
         '{{ "a" | indent(100000000) }}',
         '{% for i in range(900000) %}{{ "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy" }}{% endfor %}',
         '{% for i in range(2000) %}{% for j in range(2000) %}{% endfor %}{% endfor %}',
+        `{% set l = [${Array.from({ length: 1000 }, (_, i) => i).join(',')}] %}{% for i in l %}{% for j in l %}{% for k in l %}{% endfor %}{% endfor %}{% endfor %}`,
+        '{% macro m(n) %}{{ m(n) }}{% endmacro %}{{ m(1) }}',
       ])}\n`,
   },
   {

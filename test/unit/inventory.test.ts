@@ -630,6 +630,13 @@ describe('templates', () => {
     assert.equal(loops.length, 1, loops.map(show).join('\n'));
     assert.equal(loops[0].line, 3, show(loops[0]));
     assert.match(loops[0].message, /loops would run more than 200,000 times in all/);
+    // Lists written in the source (4 KB each) nest as well as range() does: three levels were 10^9 iterations.
+    const list = `[${Array.from({ length: 1000 }, (_, i) => i).join(',')}]`;
+    const listed = problemsOf(lines('cluster: lab', 'x: |', `  {% for i in ${list} %}`, `  {% for j in ${list} %}{% for k in ${list} %}.{% endfor %}{% endfor %}{% endfor %}`));
+    assert.equal(listed.length, 1, listed.map(show).join('\n'));
+    assert.equal(listed[0].line, 4, show(listed[0]));
+    assert.match(listed[0].message, /loops would run more than 200,000 times in all \(a loop over 1,000 items here\)/);
+    assert.deepEqual(problemsOf(lines('cluster: lab', `# {% for i in ${list} %}{% for j in [1, 2] %}.{% endfor %}{% endfor %}`)).map(show), problemsOf(lines('cluster: lab', '#')).map(show), 'loops under the cap render');
     const wide = problemsOf(lines('cluster: lab', 'x: "{{ "a" | indent(100000000) }}"'));
     assert.equal(wide.length, 1, wide.map(show).join('\n'));
     assert.equal(wide[0].line, 2, show(wide[0]));
