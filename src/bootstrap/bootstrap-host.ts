@@ -9,7 +9,7 @@
  */
 import type { EventBus } from '../core/events.js';
 import type { Machine } from '../providers/provider.js';
-import type { Remote } from '../remote/remote.js';
+import { explainLoss, type Remote } from '../remote/remote.js';
 import { ensureDaemonConfig } from './daemon-config.js';
 import { type EngineInit, ensureServiceDefinition, startEngine } from './engine-service.js';
 import { gatherFacts, type HostFacts } from './facts.js';
@@ -40,7 +40,7 @@ export interface BootstrapOutcome {
 type StepResult<T> = { value: T; message: string; changed: boolean };
 
 /** Runs one named step with its start and end events; returns its value and whether it changed the host. */
-async function hostStep<T>(events: EventBus, host: string, name: string, fn: () => Promise<StepResult<T>>): Promise<StepResult<T>> {
+async function hostStep<T>(events: EventBus, host: string, name: string, fn: () => Promise<StepResult<T>>, remote?: Remote): Promise<StepResult<T>> {
   const t0 = Date.now();
   events.emit({ type: 'step', phase: 'bootstrap', host, step: name, status: 'start' });
   try {
@@ -50,8 +50,9 @@ async function hostStep<T>(events: EventBus, host: string, name: string, fn: () 
     events.emit({ type: 'step', phase: 'bootstrap', host, step: name, status, message: r.message, ms: Date.now() - t0 });
     return r;
   } catch (err) {
-    events.emit({ type: 'step', phase: 'bootstrap', host, step: name, status: 'fail', message: (err as Error).message, ms: Date.now() - t0 });
-    throw err;
+    const e = explainLoss(err, remote);
+    events.emit({ type: 'step', phase: 'bootstrap', host, step: name, status: 'fail', message: e.message, ms: Date.now() - t0 });
+    throw e;
   }
 }
 
@@ -63,7 +64,7 @@ export async function openFirewall(remote: Remote, machine: Machine, facts: Host
     const message = await openSwarmPorts(remote, facts, memberCidrs);
     const after = await remote.run(observe);
     return { value: undefined, changed: before.stdout !== after.stdout, message };
-  });
+  }, remote);
   return r.changed;
 }
 
@@ -73,7 +74,7 @@ export async function openFirewall(remote: Remote, machine: Machine, facts: Host
  */
 export async function bootstrapHost(remote: Remote, machine: Machine, plan: BootstrapPlan, events: EventBus): Promise<BootstrapOutcome> {
   const step = async <T>(name: string, fn: () => Promise<StepResult<T>>): Promise<T> => {
-    const r = await hostStep(events, machine.name, name, fn);
+    const r = await hostStep(events, machine.name, name, fn, remote);
     if (r.changed) changed = true;
     return r.value;
   };

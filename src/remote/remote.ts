@@ -22,6 +22,8 @@ export interface RunOptions {
 export interface Remote {
   /** The host's inventory name, used in every error. */
   readonly name: string;
+  /** Why the connection is gone, once it is (a silent network, a reset); undefined while it is up. */
+  readonly lost?: string;
   /** Runs a shell command; resolves with its exit code and output whatever the code. */
   run(command: string, opts?: RunOptions): Promise<CommandResult>;
   /** Runs a command and returns stdout; a non-zero exit throws HostStepError(step) with the tail of stderr. */
@@ -49,6 +51,27 @@ export interface AttachIO {
   stderr: NodeJS.WritableStream;
   /** Forward standard input (true for `ssh`; false for parallel `exec`). */
   interactive: boolean;
+}
+
+/**
+ * What a failure on a lost connection says: the error a step sees is the transport's last word ("socket hang up",
+ * "No response from server", "Not connected"), which names neither the host nor the cause, so the loss is added.
+ * Other errors, and errors that already say it, are returned as they are.
+ */
+export function explainLoss(err: unknown, remote: Pick<Remote, 'name' | 'lost'> | undefined): Error {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const lost = remote?.lost;
+  if (!lost || e.message.includes(lost)) return e;
+  const explained = new Error(`${e.message} (the SSH connection to ${remote.name} was lost: ${lost})`, { cause: e });
+  return Object.assign(Object.create(Object.getPrototypeOf(e) as object) as Error, e, { message: explained.message, cause: e, stack: explained.stack });
+}
+
+/** Words for a connection's end, from the ssh2 client's error. */
+export function lossReason(err: Error & { code?: string; level?: string }): string {
+  if (/Keepalive timeout|No response from server/i.test(err.message)) return 'no answer to SSH keepalives for 60 s: the host or its network is down; when it is back, run the command again';
+  if (err.code === 'ECONNRESET' || /ECONNRESET/.test(err.message)) return 'the connection was reset (the host rebooted, or a firewall dropped it); run the command again';
+  if (err.code === 'ETIMEDOUT' || /ETIMEDOUT/.test(err.message)) return 'the network timed out: the host or its network is down; when it is back, run the command again';
+  return err.message;
 }
 
 /** Last lines of a command's output, for error messages. */

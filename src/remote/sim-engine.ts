@@ -250,6 +250,7 @@ export class SimEngine {
     c.nodes[node.id] = node;
     if (role === 'manager') managersChanged(c);
     host.swarm = { state: 'active', nodeId: node.id, clusterId: c.id, manager: role === 'manager' };
+    if (role === 'worker') world.workerJoined();
   }
 
   private async leave(): Promise<Answer> {

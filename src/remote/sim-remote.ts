@@ -26,6 +26,9 @@ export async function connectSim(m: Machine): Promise<SimRemote> {
       hint: 'run `up` to create it',
     }));
   }
+  if (world.runFault(host, 'ssh-down', world.settings.ssh.failShare)) {
+    throw new HostStepError(m.name, 'ssh', `${m.ssh.user}@${m.ssh.host}:${m.ssh.port}: connect ECONNREFUSED`);
+  }
   if (world.fault(host, 'ssh-timeout', world.settings.ssh.timeoutShare)) {
     await world.wait(world.settings.ssh.handshakeTimeout);
     throw new HostStepError(m.name, 'ssh', `${m.ssh.user}@${m.ssh.host}:${m.ssh.port}: Timed out while waiting for handshake`);
@@ -144,6 +147,7 @@ export class SimRemote implements Remote {
       else {
         await world.wait(s.engine.startTime);
         host.running = true;
+        world.engineStarted(host);
       }
       return okOut();
     }

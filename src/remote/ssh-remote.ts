@@ -10,7 +10,7 @@ import { Client, type ClientChannel, type SFTPWrapper } from 'ssh2';
 import { HostStepError } from '../core/errors.js';
 import pLimit from 'p-limit';
 import { dockerSocketAgent, type ExecChannel } from './docker-agent.js';
-import { type AttachIO, type CommandResult, type Remote, type RunOptions, shq, tail } from './remote.js';
+import { type AttachIO, type CommandResult, lossReason, type Remote, type RunOptions, shq, tail } from './remote.js';
 import type { ResolvedHop } from './ssh-config.js';
 import { BastionError, type BastionPool, bastions, type HostKeyStore, forwardTo, handshake, HandshakeError, hopLabel } from './ssh-jump.js';
 
@@ -183,6 +183,7 @@ export class SshRemote implements Remote {
   private untimedDocker?: Docker;
   private agent?: ReturnType<typeof dockerSocketAgent>;
   private closed = false;
+  private lostBy?: string;
   /** The login user's private upload directory (become: sudo), made once per connection. */
   private stage?: Promise<string>;
   private stageDir?: string;
@@ -198,8 +199,11 @@ export class SshRemote implements Remote {
   ) {
     this.release = opts.release;
     // A dropped connection must not crash the process; the next call reports it.
-    conn.on('error', () => undefined);
+    conn.on('error', (err: Error) => {
+      this.lostBy ??= lossReason(err);
+    });
     conn.on('close', () => {
+      if (!this.closed) this.lostBy ??= 'the host closed the connection';
       this.closed = true;
       this.release?.();
     });
@@ -207,6 +211,11 @@ export class SshRemote implements Remote {
 
   get name(): string {
     return this.target.name;
+  }
+
+  /** Why the connection ended, when it ended without close() from this side. */
+  get lost(): string | undefined {
+    return this.lostBy;
   }
 
   /** True once the connection has closed; a new one must be opened. */
@@ -347,23 +356,31 @@ export class SshRemote implements Remote {
   async putFile(localPath: string, remotePath: string, mode = 0o644): Promise<void> {
     const sftp = await this.sftp();
     const { tmp, finish } = await this.uploadPlan(remotePath, mode);
-    await new Promise<void>((resolve, reject) =>
-      sftp.fastPut(localPath, tmp, { concurrency: 8, chunkSize: 128 * 1024, mode }, (err) =>
-        err ? reject(new HostStepError(this.name, 'upload', `${localPath} -> ${remotePath}: ${err.message}`, { cause: err })) : resolve(),
-      ),
-    );
+    const failed = await new Promise<Error | undefined>((resolve) => sftp.fastPut(localPath, tmp, { concurrency: 8, chunkSize: 128 * 1024, mode }, (err) => resolve(err ?? undefined)));
+    if (failed) throw await this.uploadError(`${localPath} -> ${remotePath}`, tmp, failed);
     await finish();
   }
 
   async putContent(content: string | Buffer, remotePath: string, mode = 0o644): Promise<void> {
     const sftp = await this.sftp();
     const { tmp, finish } = await this.uploadPlan(remotePath, mode);
-    await new Promise<void>((resolve, reject) =>
-      sftp.writeFile(tmp, content, { mode }, (err) =>
-        err ? reject(new HostStepError(this.name, 'upload', `${remotePath}: ${err.message}`, { cause: err })) : resolve(),
-      ),
-    );
+    const failed = await new Promise<Error | undefined>((resolve) => sftp.writeFile(tmp, content, { mode }, (err) => resolve(err ?? undefined)));
+    if (failed) throw await this.uploadError(remotePath, tmp, failed);
     await finish();
+  }
+
+  /**
+   * SFTP reports a full disk as a bare "Failure" (OpenSSH's sftp-server maps ENOSPC to SSH_FX_FAILURE), so a failed
+   * upload looks at the free space where it went and says so when that filesystem is full.
+   */
+  private async uploadError(what: string, tmp: string, err: Error): Promise<HostStepError> {
+    const dir = tmp.slice(0, tmp.lastIndexOf('/')) || '/';
+    const df = await this.exec(`df -Pk ${shq(dir)} 2>/dev/null | tail -n 1`, { timeoutMs: 10_000 }).catch(() => undefined);
+    const fields = df?.code === 0 ? df.stdout.trim().split(/\s+/) : [];
+    const freeKiB = Number(fields[3]);
+    const full = fields.length >= 6 && Number.isFinite(freeKiB) && freeKiB < 64;
+    const message = full ? `${what}: no space left on the filesystem of ${dir} (${fields[5]}: ${freeKiB} KiB free; SFTP said "${err.message}")` : `${what}: ${err.message}`;
+    return new HostStepError(this.name, 'upload', message, { cause: err, ...(full ? { hint: `free space on ${fields[5]} on ${this.name}, then run the command again` } : {}) });
   }
 
   engine(opts: { untimed?: boolean } = {}): Docker {

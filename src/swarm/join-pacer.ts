@@ -187,6 +187,20 @@ export class JoinPacer {
     });
   }
 
+  /**
+   * Takes a manager out of the rotation for the rest of the run (its engine died): no join is granted to it again,
+   * unless it is the last manager left, which keeps its place (the joins then fail and are reported). Returns whether
+   * it was taken out.
+   */
+  retire(key: string): boolean {
+    const m = this.managers.find((x) => x.key === key);
+    if (!m || m.pausedUntil === Infinity) return false;
+    if (this.managers.filter((x) => x.pausedUntil !== Infinity).length <= 1) return false;
+    m.pausedUntil = Infinity;
+    this.pump();
+    return true;
+  }
+
   /** Rejects every waiting acquire (e.g. on cancel); leases already granted stay valid. */
   close(err: Error): void {
     this.closed = err;

@@ -83,6 +83,20 @@ describe('JoinPacer', () => {
     assert.ok(new Set(leases.map((l) => l.manager)).size === 3);
   });
 
+  it('a retired manager (its engine died) gets no further joins; the last manager is never retired', async () => {
+    const pacer = new JoinPacer({ managers: ['a', 'b', 'c'], maxInFlight: 30, perManagerCap: 10, initialWindow: 10, clock: new FakeClock() });
+    assert.equal(pacer.retire('b'), true);
+    assert.equal(pacer.retire('b'), false, 'once');
+    const { leases } = await grabAll(pacer, 30);
+    assert.equal(leases.length, 20, 'only a and c take joins');
+    assert.ok(leases.every((l) => l.manager !== 'b'));
+    assert.equal(pacer.retire('a'), true);
+    assert.equal(pacer.retire('c'), false, 'the last manager keeps its place');
+    for (const l of leases) l.done({ kind: 'ok', ms: 100 });
+    await flush();
+    assert.ok(pacer.active > 0 && pacer.stats().managers.c!.granted > 10, 'c goes on granting');
+  });
+
   it('halves a window on a slow join, once per round however many slow answers arrive', async () => {
     const clock = new FakeClock();
     const pacer = new JoinPacer({ managers: ['m'], maxInFlight: 32, initialWindow: 8, slowFloorMs: 1_000, slowFactor: 4, clock });

@@ -145,3 +145,19 @@ test('a channel the agent destroys unused is forgotten once the far side closes 
   assert.equal(String(await engine.ping()), 'OK');
   agent.destroy();
 });
+
+test('a failure on a lost connection names the host and the cause; other errors stay as they are', async () => {
+  const { explainLoss, lossReason } = await import('../../src/remote/remote.js');
+  const { HostStepError } = await import('../../src/core/errors.js');
+  const lost = lossReason(new Error('Keepalive timeout'));
+  assert.match(lost, /no answer to SSH keepalives for 60 s/);
+  const e = explainLoss(new HostStepError('w-1', 'join', 'socket hang up', { hint: 'h' }), { name: 'w-1', lost });
+  assert.ok(e instanceof HostStepError, 'the kind of error is kept');
+  assert.equal((e as InstanceType<typeof HostStepError>).host, 'w-1');
+  assert.equal((e as InstanceType<typeof HostStepError>).hint, 'h');
+  assert.match(e.message, /^w-1: join: socket hang up \(the SSH connection to w-1 was lost: no answer to SSH keepalives/);
+  assert.equal(explainLoss(e, { name: 'w-1', lost }).message, e.message, 'said once');
+  const plain = new Error('exit 1');
+  assert.equal(explainLoss(plain, { name: 'w-1', lost: undefined }), plain);
+  assert.match(lossReason(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })), /reset/);
+});

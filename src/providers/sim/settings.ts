@@ -55,6 +55,8 @@ const sshSchema = z.strictObject({
   /** Share of hosts whose first handshake times out (after `handshakeTimeout`); the tool's retry then gets in. */
   timeoutShare: share.default(0),
   handshakeTimeout: latencySchema.default(15_000),
+  /** Share of hosts unreachable over SSH for a whole run (connection refused: sshd down, a network ACL); the next run reaches them. */
+  failShare: share.default(0),
 });
 
 const engineSchema = z.strictObject({
@@ -91,6 +93,11 @@ const swarmSchema = z.strictObject({
   failShare: share.default(0),
   /** Share of joins whose engine answers "Timeout was reached before node joined" and then joins in the background. */
   timeoutShare: share.default(0),
+  /**
+   * After this many worker joins in a run, one manager that is not the leader loses its engine (it crashed; it stays
+   * down until started again, as a re-run's bootstrap does). 0: never.
+   */
+  managerLossAfter: z.number().int().min(0).default(0),
   /** Tasks the managers start per second (Swarm3k: about 26). */
   tasksPerSecond: z.number().positive().default(26),
 });

@@ -142,6 +142,9 @@ export class SimWorld {
   readonly mirror: Servers;
   private readonly loads = new Map<string, ManagerLoad>();
   private removed = false;
+  /** Hosts down for this whole run (see runFault); not persisted: the next run reaches them. */
+  private readonly downThisRun = new Set<string>();
+  private workerJoins = 0;
   private open = 0;
   private keepAlive: NodeJS.Timeout | undefined;
   /** Cloud API token bucket. */
@@ -184,6 +187,41 @@ export class SimWorld {
     if (!meets(this.settings.seed, what, host.name, share) || host.faults.includes(what)) return false;
     host.faults.push(what);
     return true;
+  }
+
+  /**
+   * True on every try in this process when `host` is among the fault's share and did not meet it in an earlier run
+   * (a host down for one whole run: the tool's retries meet it too, the next run does not).
+   */
+  runFault(host: SimHost, what: string, share: number): boolean {
+    if (this.downThisRun.has(`${what} ${host.name}`)) return true;
+    if (!this.fault(host, what, share)) return false;
+    this.downThisRun.add(`${what} ${host.name}`);
+    return true;
+  }
+
+  /** Worker joins completed in this process; at `swarm.managerLossAfter` a manager's engine dies (see settings). */
+  workerJoined(): void {
+    const after = this.settings.swarm.managerLossAfter;
+    if (!after || ++this.workerJoins !== after || !this.data.swarm) return;
+    const c = this.data.swarm;
+    const lost = Object.values(c.nodes)
+      .filter((n) => n.role === 'manager' && !n.leader && n.state === 'ready' && this.data.hosts[n.host]?.running)
+      .sort((a, b) => a.host.localeCompare(b.host))[0];
+    if (!lost) return;
+    this.data.hosts[lost.host]!.running = false;
+    lost.state = 'down';
+    lost.updatedAt = Date.now();
+  }
+
+  /** The engine of `host` runs again: its node, if it has one in the cluster, is Ready again. */
+  engineStarted(host: SimHost): void {
+    const c = this.data.swarm;
+    const node = c && host.swarm.state === 'active' && host.swarm.clusterId === c.id && host.swarm.nodeId ? c.nodes[host.swarm.nodeId] : undefined;
+    if (node && node.state === 'down') {
+      node.state = 'ready';
+      node.updatedAt = Date.now();
+    }
   }
 
   /** Like `fault` for a host not created yet (the cloud's create failing). */
