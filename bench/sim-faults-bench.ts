@@ -4,7 +4,12 @@
  * lost after 1,500 joins, a throttling provider), alternated so both see the same machine load; then the re-run
  * that finishes the faulty one. The target: the faulty run ends within 1.5x the clean one, with exit 3.
  *
- *   node --import tsx bench/sim-faults-bench.ts [rounds=2]
+ *   node --import tsx bench/sim-faults-bench.ts [rounds=2] [timeScale=0.01] [connectTimeout=30]
+ *
+ * The tool's own waits (SSH connect retries up to ssh.connectTimeout, the Ready wait's 10 s grace before it asks
+ * engines that have not turned Ready) are real time, while the model's latencies are scaled: at 0.01 a clean run
+ * is seconds, and those waits dominate the ratio. At timeScale 0.1 or 1 the phases take long enough to hide them,
+ * as on a real fleet.
  *
  * SWARMFORM_DIST=dist-me runs another build (see bin/swarmform).
  */
@@ -17,13 +22,14 @@ import { timedCli } from './timed-cli.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const rounds = Number(process.argv[2] ?? 2);
+const opts = { timeScale: process.argv[3] ? Number(process.argv[3]) : undefined, connectTimeout: process.argv[4] ? Number(process.argv[4]) : undefined };
 const home = mkdtempSync(join(tmpdir(), 'swarmform-bench-'));
 const env = { SWARMFORM_HOME: home };
 const text = readFileSync(join(ROOT, 'inventories/sim-swarm3k.yml'), 'utf8');
 const clean = join(home, 'clean.yml');
 const faulty = join(home, 'faulty.yml');
-writeFileSync(clean, cleanInventory(text, 'b-clean'));
-writeFileSync(faulty, faultyInventory(text, 'b-faulty'));
+writeFileSync(clean, cleanInventory(text, 'b-clean', opts));
+writeFileSync(faulty, faultyInventory(text, 'b-faulty', opts));
 
 const rows: string[] = [];
 try {
@@ -42,5 +48,6 @@ try {
   for (const inv of [clean, faulty]) await timedCli(['down', '-i', inv], env);
   rmSync(home, { recursive: true, force: true });
 }
+console.log(`timeScale ${opts.timeScale ?? 0.01}, ssh.connectTimeout ${opts.connectTimeout ?? 30} s`);
 console.log('| round | clean up | faulty up | faulty / clean | re-run |\n| --- | --- | --- | --- | --- |');
 console.log(rows.join('\n'));
