@@ -65,8 +65,8 @@ export function renderTemplate(text: string, file: string, env: NodeJS.ProcessEn
     throwOnUndefined: false,
     dev: true,
   });
-  // Caps on what rendering may build, checked as it builds: loops come from range() (or from lists written in the
-  // source, which the size cap bounds), so range() counts what it hands out; the padding filters are bounded.
+  // Caps on what rendering may build, checked as it builds: range() counts what it hands out (a huge range is never
+  // allocated), every loop counts what it walks (see fromIterator above), and the padding filters are bounded.
   const budget = { left: MAX_RANGE_ITEMS };
   const range = nj.getGlobal('range') as (start: number, stop?: number, step?: number) => number[];
   nj.addGlobal('range', (start: number, stop?: number, step?: number) => {

@@ -62,8 +62,12 @@ export function explainLoss(err: unknown, remote: Pick<Remote, 'name' | 'lost'> 
   const e = err instanceof Error ? err : new Error(String(err));
   const lost = remote?.lost;
   if (!lost || e.message.includes(lost)) return e;
-  const explained = new Error(`${e.message} (the SSH connection to ${remote.name} was lost: ${lost})`, { cause: e });
-  return Object.assign(Object.create(Object.getPrototypeOf(e) as object) as Error, e, { message: explained.message, cause: e, stack: explained.stack });
+  // A copy of the same kind (a HostStepError keeps host, step and hint), the original as its cause.
+  return Object.assign(Object.create(Object.getPrototypeOf(e) as object) as Error, e, {
+    message: `${e.message} (the SSH connection to ${remote.name} was lost: ${lost})`,
+    stack: e.stack,
+    cause: e,
+  });
 }
 
 /** Words for a connection's end, from the ssh2 client's error. */

@@ -83,9 +83,7 @@ export async function formSwarm(members: Member[], opts: FormOptions): Promise<F
         message: r.skipped ?? `joined as manager, Reachable`, ms: Date.now() - t0,
       });
     } catch (err) {
-      const e = explainLoss(err, m.remote);
-      failed.push({ host: m.machine.name, error: e });
-      opts.events.emit({ type: 'step', phase: 'swarm', host: m.machine.name, step: 'join manager', status: 'fail', message: e.message, ms: Date.now() - t0 });
+      failHost(failed, opts.events, m.machine.name, 'join manager', err, m.remote, Date.now() - t0);
     }
   }
 
@@ -165,6 +163,15 @@ async function confirmReachable(lead: Member, m: Member, nodeId: string): Promis
   );
 }
 
+/**
+ * Records a host's failure at a swarm step and emits it; a failure on a lost SSH connection says so (explainLoss).
+ */
+function failHost(failed: { host: string; error: Error }[], events: EventBus, host: string, step: string, err: unknown, remote: Member['remote'] | undefined, ms: number): void {
+  const e = explainLoss(err, remote);
+  failed.push({ host, error: e });
+  events.emit({ type: 'step', phase: 'swarm', host, step, status: 'fail', message: e.message, ms });
+}
+
 /** One node list per poll (not one call per node): O(N) per poll whatever the cluster size. */
 async function waitAllReady(lead: Member, nodeIds: Map<string, string>, members: Member[], timeoutS: number, events: EventBus, failed: { host: string; error: Error }[]): Promise<ListedNode[]> {
   const want = new Set(nodeIds.values());
@@ -188,8 +195,9 @@ async function waitAllReady(lead: Member, nodeIds: Map<string, string>, members:
           if (down === undefined) return;
           want.delete(nodeIds.get(name)!);
           const state = nodes.find((n) => n.ID === nodeIds.get(name))?.Status?.State ?? 'unknown';
-          failed.push({ host: name, error: new HostStepError(name, 'ready', `the node is ${state} and its engine does not answer: ${down}`, { hint: 'start the engine (a re-run of `up` does), then run `up` again' }) });
-          events.emit({ type: 'step', phase: 'swarm', host: name, step: 'ready', status: 'fail', message: `the node is ${state} and its engine does not answer: ${down}`, ms: Date.now() - t0 });
+          const message = `the node is ${state} and its engine does not answer: ${down}`;
+          failed.push({ host: name, error: new HostStepError(name, 'ready', message, { hint: 'start the engine (a re-run of `up` does), then run `up` again' }) });
+          events.emit({ type: 'step', phase: 'swarm', host: name, step: 'ready', status: 'fail', message, ms: Date.now() - t0 });
         }));
       }
       return [...want].every((id) => ready.has(id)) ? nodes : undefined;
@@ -271,10 +279,8 @@ async function joinWorkers(
         prepMs = performance.now() - tp;
         lease = await pacer.acquire();
       } catch (err) {
-        const e = explainLoss(err, w.remote);
-        failed.push({ host, error: e });
         opts.events.emit({ type: 'step', phase: 'swarm', host, step, status: 'start' });
-        opts.events.emit({ type: 'step', phase: 'swarm', host, step, status: 'fail', message: e.message, ms: Math.round(performance.now() - tp) });
+        failHost(failed, opts.events, host, step, err, w.remote, Math.round(performance.now() - tp));
         return;
       }
       const t0 = Date.now();
@@ -332,9 +338,7 @@ async function joinWorkers(
         });
       } catch (err) {
         lease.done({ kind: 'error', ms: Date.now() - t0, message: (err as Error).message });
-        const e = explainLoss(err, w.remote);
-        failed.push({ host, error: e });
-        opts.events.emit({ type: 'step', phase: 'swarm', host, step, status: 'fail', message: e.message, ms: Date.now() - t0 });
+        failHost(failed, opts.events, host, step, err, w.remote, Date.now() - t0);
       }
     }),
   );
