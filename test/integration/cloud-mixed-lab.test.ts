@@ -6,8 +6,7 @@
  * fake credentials never appear in output or state. Checked with `docker node ls` on the manager.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
@@ -18,6 +17,7 @@ import { cli, isRoot, labLeftovers, onHost, testHome } from '../support/lab.js';
 import { FAKE, fakeCloudEnv } from '../support/stubs/cloud-test-kit.js';
 import { DoStub } from '../support/stubs/do-stub.js';
 import { Ec2Stub } from '../support/stubs/ec2-stub.js';
+import { tempDir } from '../support/tmp.js';
 
 const skip = isRoot ? false : 'lab tests need root';
 const lab = labTestContext('198.18.50.0/24', 't-cloud');
@@ -27,7 +27,7 @@ const inventory = join(home, 'mixed.yml');
 let hosts: Machine[] = [];
 let ec2: Ec2Stub;
 let dobox: DoStub;
-const vboxDir = mkdtempSync(join(tmpdir(), 'sf-fake-vbox-'));
+const vboxDir = tempDir('sf-fake-vbox-');
 const vboxEnv: Record<string, string> = {
   PATH: `${fileURLToPath(new URL('../support/stubs/bin', import.meta.url))}:${process.env.PATH}`,
   FAKE_VBOX_LOG: join(vboxDir, 'calls.jsonl'),

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { cli, downAndCheck, isRoot, machinesOf, onHost, type StateMachine, testHome, writeLabInventory } from '../support/lab.js';
+import { cli, downAndCheck, isRoot, machinesOf, onHost, settledReplicas, type StateMachine, testHome, writeLabInventory } from '../support/lab.js';
 
 const cluster = 't-raftcut';
 const home = testHome();
@@ -86,5 +86,5 @@ test('2 of 3 managers cut off: raft recover restores 3 managers; the cut ones co
     const seen = (await sh(h, "docker info --format '{{.Swarm.Cluster.ID}}' 2>/dev/null")).out;
     assert.ok(seen === '' || seen === clusterId, `${h}: no second cluster (${seen})`);
   }
-  assert.equal((await sh(survivor, "docker service ls --format '{{.Name}} {{.Replicas}}'")).out, 'web 2/2');
+  assert.equal(await settledReplicas(machines.find((m) => m.name === survivor)!, 'web 2/2'), 'web 2/2');
 });

@@ -9,8 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -21,6 +20,7 @@ import { BastionPool } from '../../src/remote/ssh-jump.js';
 import { connectSsh, type HostKeyStore, type SshRemote } from '../../src/remote/ssh-remote.js';
 import { cleanupLabClusters, labHost, labTestContext } from '../support/lab-cleanup.js';
 import { cli, isRoot, type CliResult, lastJson, onHost, testHome } from '../support/lab.js';
+import { tempDir } from '../support/tmp.js';
 
 const execFileP = promisify(execFile);
 const skip = isRoot ? false : 'lab tests need root';
@@ -31,7 +31,7 @@ const members = labTestContext(MEMBER_SUBNET, 't-jmp');
 const bastionCtx = labTestContext('198.18.75.0/24', 't-bst');
 const home = testHome();
 const env = { SWARMFORM_HOME: home };
-const dir = mkdtempSync(join(tmpdir(), 'swarmform-jump-'));
+const dir = tempDir('swarmform-jump-');
 const inventory = join(dir, 'behind.yml');
 const cluster = `${members.inventory.cluster}-j`;
 // A policy rule, not an iptables reject: a locally rejected SYN leaves ssh waiting for minutes, a prohibit route
@@ -42,7 +42,7 @@ const leg = `sfj${process.pid % 1_000_000}`.slice(0, 15);
 let hosts: Machine[] = [];
 let bastion: Machine;
 let key = '';
-const sshds: { proc: ChildProcess; log: string[] }[] = [];
+const sshds: { proc: ChildProcess; log: string[]; cfg: string }[] = [];
 
 const nsOf = (ctx: typeof members, name: string) => netnsName(ctx.inventory.cluster, name);
 const inNs = (ns: string, cmd: string[]) => execFileP('ip', ['netns', 'exec', ns, ...cmd], { timeout: 30_000 });

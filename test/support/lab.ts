@@ -1,11 +1,11 @@
 /** Helpers for lab integration tests: run the real CLI, reach lab hosts with the system ssh client, find leftovers. */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { tempDir } from './tmp.js';
 
 const execFileP = promisify(execFile);
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -21,7 +21,7 @@ export interface CliResult {
 
 /** A private state home for one test file, so tests never touch the user's clusters. */
 export function testHome(): string {
-  return mkdtempSync(join(tmpdir(), 'swarmform-test-'));
+  return tempDir('swarmform-test-');
 }
 
 /** Runs bin/swarmform with args; never throws on a non-zero exit. */
@@ -74,6 +74,21 @@ export async function onHost(m: StateMachine, command: string): Promise<CliResul
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
     return { code: typeof e.code === 'number' ? e.code : 255, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+/**
+ * `docker service ls` on `m` as `NAME RUNNING/DESIRED` lines, polled until it equals `expected` or `timeoutMs` passes;
+ * returns the last answer. Running can exceed desired for a few seconds after nodes came back or were replaced (the
+ * old task still runs while the orchestrator shuts it down: CI once saw `web 3/2` right after `up`), so a test waits
+ * for the settled count instead of reading it once.
+ */
+export async function settledReplicas(m: StateMachine, expected: string, timeoutMs = 60_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const seen = (await onHost(m, "docker service ls --format '{{.Name}} {{.Replicas}}'")).stdout.trim();
+    if (seen === expected || Date.now() > deadline) return seen;
+    await new Promise((r) => setTimeout(r, 2000));
   }
 }
 

@@ -7,6 +7,7 @@ import { daemonConfig } from '../../src/bootstrap/daemon-config.js';
 import { closeSwarmPorts, openSwarmPorts } from '../../src/bootstrap/firewall.js';
 import { aptSource } from '../../src/bootstrap/install-engine.js';
 import type { Remote } from '../../src/remote/remote.js';
+import { tempDir } from '../support/tmp.js';
 
 test('collapseToCidrs covers exactly the members, in few blocks', () => {
   assert.deepEqual(collapseToCidrs(['198.18.0.2', '198.18.0.3', '198.18.0.4', '198.18.0.5', '198.18.0.6', '198.18.0.7']), ['198.18.0.2/31', '198.18.0.4/30']);
@@ -154,11 +155,10 @@ test('firewalld and ufw rules name the members only and record what they add', (
 test('ufw: only the rules of blocks that left are deleted, also when ufw shows a member as a bare address', async () => {
   // ufw itself, faked: `status numbered` lists what a host with three members and one former member shows (ufw prints
   // a /32 without its suffix), `delete N` is recorded.
-  const { mkdtempSync, writeFileSync, readFileSync, existsSync, rmSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
+  const { writeFileSync, readFileSync, existsSync, rmSync } = await import('node:fs');
   const { join } = await import('node:path');
   const { execFileSync } = await import('node:child_process');
-  const dir = mkdtempSync(join(tmpdir(), 'sf-ufw-'));
+  const dir = tempDir('sf-ufw-');
   try {
     const status = [
       'Status: active',

@@ -1,7 +1,6 @@
 /** Compose stacks: interpolation, loading with positions, merging, conversion to Engine API specs, deploy logic. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type Docker from 'dockerode';
@@ -12,13 +11,14 @@ import { interpolate } from '../../src/swarm/compose/interpolate.js';
 import { loadStack } from '../../src/swarm/compose/load.js';
 import { parseBytes, parseDuration } from '../../src/swarm/compose/units.js';
 import { deployStack, ago } from '../../src/swarm/stacks.js';
+import { tempDir } from '../support/tmp.js';
 
 const FIX = join(import.meta.dirname, '../fixtures/stacks');
 const wordpress = join(FIX, 'wordpress.yml');
 
 /** A compose file in a fresh directory (with optional side files); returns its path. */
 function compose(text: string, files: Record<string, string> = {}): string {
-  const dir = mkdtempSync(join(tmpdir(), 'compose-test-'));
+  const dir = tempDir('compose-test-');
   for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
   const p = join(dir, 'docker-compose.yml');
   writeFileSync(p, text);
@@ -289,7 +289,7 @@ describe('deployStack against a fake engine', () => {
     assert.deepEqual(calls, ['create secret wp_db_password', 'create config wp_site', 'create network wp_backend', 'create service wp_db', 'create service wp_wordpress']);
     assert.deepEqual([r.created.length, r.updated.length, r.unchanged.length], [2, 0, 0]);
     // Secret IDs are filled in from the created objects.
-    const db = state.services.find((s) => s.Spec.Name === 'wp_db')!.Spec as { TaskTemplate: { ContainerSpec: { Secrets: { SecretID: string }[] } } };
+    const db = state.services.find((s) => s.Spec.Name === 'wp_db')!.Spec as unknown as { TaskTemplate: { ContainerSpec: { Secrets: { SecretID: string }[] } } };
     assert.equal(db.TaskTemplate.ContainerSpec.Secrets[0]!.SecretID, state.secrets[0]!.ID);
     // The secret's content is labelled with a keyed hash, never stored in clear outside the engine's Data.
     assert.match(state.secrets[0]!.Spec.Labels!['swarmform.content-hash']!, /^[0-9a-f]{32}$/);
@@ -304,7 +304,7 @@ describe('deployStack against a fake engine', () => {
     assert.deepEqual(calls, ['update service wp_wordpress']);
 
     calls.length = 0;
-    const dir = mkdtempSync(join(tmpdir(), 'compose-secret-'));
+    const dir = tempDir('compose-secret-');
     const text = (await import('node:fs')).readFileSync(wordpress, 'utf8');
     writeFileSync(join(dir, 'wordpress.yml'), text.replace('replicas: 3', 'replicas: 4'));
     writeFileSync(join(dir, 'db_password.txt'), 'another');

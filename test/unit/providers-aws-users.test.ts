@@ -5,9 +5,7 @@
  * image tells nothing.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+
 import { after, before, test } from 'node:test';
 import { UsageError } from '../../src/core/errors.js';
 import { AwsProvider, awsCallPlan } from '../../src/providers/aws/index.js';
@@ -15,8 +13,9 @@ import { awsSettings } from '../../src/providers/aws/settings.js';
 import { imageDefaultUser, loginUser } from '../../src/providers/aws/users.js';
 import { Ec2Stub, type StubImage } from '../support/stubs/ec2-stub.js';
 import { cloudContext, operatorKey, sshBanner, useFakeCloudEnv } from '../support/stubs/cloud-test-kit.js';
+import { tempDir } from '../support/tmp.js';
 
-process.env.SWARMFORM_HOME = mkdtempSync(join(tmpdir(), 'swarmform-aws-users-'));
+process.env.SWARMFORM_HOME = tempDir('swarmform-aws-users-');
 useFakeCloudEnv();
 
 let banner: Awaited<ReturnType<typeof sshBanner>>;

@@ -4,9 +4,7 @@
  * shortfalls, a batch that fails half way, re-runs without duplicates, and teardown by tags.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+
 import { after, before, test } from 'node:test';
 import { plan } from '../../src/core/plan.js';
 import { AwsProvider, awsCallPlan } from '../../src/providers/aws/index.js';
@@ -14,8 +12,9 @@ import { awsSettings } from '../../src/providers/aws/settings.js';
 import type { Machine } from '../../src/providers/provider.js';
 import { Ec2Stub } from '../support/stubs/ec2-stub.js';
 import { cloudContext, FAKE, messages, operatorKey, sshBanner, useFakeCloudEnv } from '../support/stubs/cloud-test-kit.js';
+import { tempDir } from '../support/tmp.js';
 
-process.env.SWARMFORM_HOME = mkdtempSync(join(tmpdir(), 'swarmform-aws-'));
+process.env.SWARMFORM_HOME = tempDir('swarmform-aws-');
 useFakeCloudEnv();
 
 let banner: Awaited<ReturnType<typeof sshBanner>>;

@@ -4,9 +4,7 @@
  * duplicates, the tag-attached firewall, teardown by tag, and the token never in an error.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+
 import { after, before, test } from 'node:test';
 import { plan } from '../../src/core/plan.js';
 import { DigitalOceanProvider, doCallPlan } from '../../src/providers/digitalocean/index.js';
@@ -14,8 +12,9 @@ import { doSettings } from '../../src/providers/digitalocean/settings.js';
 import type { Machine } from '../../src/providers/provider.js';
 import { DoStub } from '../support/stubs/do-stub.js';
 import { cloudContext, FAKE, messages, operatorKey, sshBanner, useFakeCloudEnv } from '../support/stubs/cloud-test-kit.js';
+import { tempDir } from '../support/tmp.js';
 
-process.env.SWARMFORM_HOME = mkdtempSync(join(tmpdir(), 'swarmform-do-'));
+process.env.SWARMFORM_HOME = tempDir('swarmform-do-');
 useFakeCloudEnv();
 
 let banner: Awaited<ReturnType<typeof sshBanner>>;

@@ -3,8 +3,7 @@
  * reachability check across providers' advertise address spaces.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { openContext } from '../../src/core/context.js';
@@ -15,8 +14,9 @@ import { UsageError } from '../../src/core/errors.js';
 import { existsSync } from 'node:fs';
 import { formatPlan } from '../../src/cli/format.js';
 import { cloudContext, operatorKey } from '../support/stubs/cloud-test-kit.js';
+import { tempDir } from '../support/tmp.js';
 
-process.env.SWARMFORM_HOME = mkdtempSync(join(tmpdir(), 'swarmform-reach-'));
+process.env.SWARMFORM_HOME = tempDir('swarmform-reach-');
 // No credentials at all: plan must not need them.
 delete process.env.AWS_ACCESS_KEY_ID;
 delete process.env.DIGITALOCEAN_ACCESS_TOKEN;

@@ -4,18 +4,18 @@
  * bounded retries with cleanup, teardown, and a clear error when VBoxManage is missing.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { plan } from '../../src/core/plan.js';
 import { VirtualBoxProvider } from '../../src/providers/virtualbox/index.js';
 import { cloudContext, operatorKey } from '../support/stubs/cloud-test-kit.js';
+import { tempDir } from '../support/tmp.js';
 
-process.env.SWARMFORM_HOME = mkdtempSync(join(tmpdir(), 'swarmform-vbox-'));
-const work = mkdtempSync(join(tmpdir(), 'sf-fake-vbox-'));
+process.env.SWARMFORM_HOME = tempDir('swarmform-vbox-');
+const work = tempDir('sf-fake-vbox-');
 process.env.PATH = `${fileURLToPath(new URL('../support/stubs/bin', import.meta.url))}:${process.env.PATH}`;
 process.env.FAKE_VBOX_LOG = join(work, 'calls.jsonl');
 process.env.FAKE_VBOX_STATE = join(work, 'state.json');

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { daemonConfigFor } from '../../src/bootstrap/daemon-config.js';
@@ -17,8 +16,9 @@ import { effectiveRoles, recordRoles } from '../../src/raft/roles.js';
 import { effectiveSettings, LARGE_PROFILE, mergeSpec, settingsInForce, specFor, tickDaemonKeys } from '../../src/raft/settings.js';
 import type { SwarmSettings } from '../../src/inventory/types.js';
 import { openState } from '../../src/state/store.js';
+import { tempDir } from '../support/tmp.js';
 
-process.env.SWARMFORM_HOME = mkdtempSync(join(tmpdir(), 'swarmform-raft-'));
+process.env.SWARMFORM_HOME = tempDir('swarmform-raft-');
 
 test('quorum arithmetic: floor(N/2)+1, tolerates (N-1)/2', () => {
   assert.deepEqual([1, 2, 3, 4, 5, 6, 7].map(quorumOf), [1, 2, 2, 3, 3, 4, 4]);
@@ -48,7 +48,7 @@ test('zone spread: a zone whose loss breaks quorum is a warning with the spread 
 });
 
 const base: SwarmSettings = {
-  advertise: { kind: 'private' }, joinConcurrency: 12, install: 'auto', firewall: true, drainManagers: false, daemon: {},
+  advertise: { kind: 'private' }, joinConcurrency: 12, bootstrapConcurrency: 32, joinPacing: 'adaptive', ingress: true, install: 'auto', firewall: true, drainManagers: false, daemon: {},
   autolock: false, profile: 'default',
 };
 
@@ -125,7 +125,7 @@ test('role moves from raft commands override the inventory until it agrees', asy
 });
 
 test('backup archive: 0600, checksum checked, unlock key carried, damage detected', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'swarmform-archive-'));
+  const dir = tempDir('swarmform-archive-');
   const data = Buffer.from('pretend this is a tar.gz of /var/lib/docker/swarm '.repeat(20));
   const manifest: BackupManifest = {
     format: ARCHIVE_FORMAT, cluster: 'c', swarmId: 's', source: { host: 'm2', nodeId: 'n', engineVersion: '20.10' }, createdAt: new Date().toISOString(),
@@ -146,7 +146,7 @@ test('backup archive: 0600, checksum checked, unlock key carried, damage detecte
 });
 
 test('plan shows zones, zone warnings and the settings of profile large', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'swarmform-raft-plan-'));
+  const dir = tempDir('swarmform-raft-plan-');
   const file = join(dir, 'z.yml');
   writeFileSync(file, 'cluster: z\nproviders: { lab: { subnet: 198.18.40.0/24 } }\nswarm: { profile: large }\ngroups:\n  a: { role: manager, count: 2, labels: { zone: a } }\n  b: { role: manager, count: 1, labels: { zone: b } }\n');
   const p = plan(await openContext(file, new EventBus()));

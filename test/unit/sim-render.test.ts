@@ -15,7 +15,7 @@ const step = (host: string, name: string, status: 'start' | 'ok' | 'fail', messa
 describe('aggregate view at scale', () => {
   it('shows what the running hosts are doing, leaving out the fan-out step named like the phase', async () => {
     const chunks: string[] = [];
-    const r = createRenderer({ json: false, hosts: 4700, mode: 'aggregate', stream: { isTTY: true, columns: 200, write: (s) => (chunks.push(s), true) }, now: () => T });
+    const r = createRenderer({ json: false, hosts: 4700, mode: 'aggregate', stream: { isTTY: true, columns: 200, write: (s: string) => (chunks.push(s), true) }, now: () => T });
     r.listener({ type: 'phase', phase: 'bootstrap', status: 'start', total: 4700, ts: T });
     for (let i = 0; i < 5; i++) {
       r.listener(step(`w-${i}`, 'bootstrap', 'start'));
