@@ -20,6 +20,8 @@ import type { ResolvedHop } from './ssh-config.js';
 export interface HostKeyStore {
   check(k: { host: string; port: number; key: Buffer }): 'new' | 'match' | 'mismatch';
   record(k: { host: string; port: number; key: Buffer }): void;
+  /** The file the keys live in (OpenSSH known_hosts format), for the hint that says how to accept a new key. */
+  readonly path?: string;
 }
 
 /** Channel opens + handshakes in flight at once through one bastion. */

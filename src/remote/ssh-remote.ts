@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import Docker from 'dockerode';
 import { Client, type ClientChannel, type SFTPWrapper } from 'ssh2';
 import { HostStepError } from '../core/errors.js';
+import { shellWord } from '../core/shell-word.js';
 import pLimit from 'p-limit';
 import { dockerSocketAgent, type ExecChannel } from './docker-agent.js';
 import { type AttachIO, type CommandResult, lossReason, type Remote, type RunOptions, shq, tail } from './remote.js';
@@ -104,6 +105,16 @@ const STARTUP_DROP = /before handshake|ECONNRESET/;
 /** Attempts at one host's handshake through a bastion when sshd dropped it before the key exchange. */
 const STARTUP_DROP_ATTEMPTS = 4;
 
+/**
+ * How to accept a changed host key on purpose: the store is an OpenSSH known_hosts file, so `ssh-keygen -R` removes
+ * the old entry (the next run records the new key); the entry is `host` for port 22 and `[host]:port` otherwise.
+ */
+export function acceptKeyHint(what: 'machine' | 'bastion', host: string, port: number, file?: string): string {
+  const entry = shellWord(port === 22 ? host : `[${host}]:${port}`);
+  const how = file ? `ssh-keygen -f ${shellWord(file)} -R ${entry}` : `remove the line of ${entry} from the cluster's known_hosts file`;
+  return `if the ${what} was rebuilt on purpose (otherwise someone may be in the middle), accept its new key: ${how}, then run again`;
+}
+
 /** Opens one SSH connection (through the target's bastions if any); fails fast (callers wrap it in `retry`). */
 export async function connectSsh(target: SshTarget, hostKeys: HostKeyStore, opts: ConnectOptions = {}): Promise<SshRemote> {
   const readyTimeoutMs = opts.readyTimeoutMs ?? 10_000;
@@ -115,7 +126,7 @@ export async function connectSsh(target: SshTarget, hostKeys: HostKeyStore, opts
       const E = err.mismatch ? HostKeyMismatchError : HostStepError;
       throw new E(target.name, 'ssh', err.message, {
         cause: err,
-        hint: err.mismatch ? 'if the bastion was rebuilt on purpose, remove its line from the cluster known_hosts file and retry' : undefined,
+        hint: err.mismatch ? acceptKeyHint('bastion', err.hop.host, err.hop.port, hostKeys.path) : undefined,
       });
     }
     const h = err as HandshakeError;
@@ -123,7 +134,7 @@ export async function connectSsh(target: SshTarget, hostKeys: HostKeyStore, opts
     if (h instanceof HandshakeError && h.mismatch) {
       throw new HostKeyMismatchError(target.name, 'ssh', `${where}: ${h.message}`, {
         cause: err,
-        hint: 'if the machine was rebuilt on purpose, remove its line from the cluster known_hosts file and retry',
+        hint: acceptKeyHint('machine', target.host, target.port, hostKeys.path),
       });
     }
     throw new HostStepError(target.name, 'ssh', `${where}: ${(err as Error).message}`, { cause: err });
@@ -308,7 +319,7 @@ export class SshRemote implements Remote {
         });
         if (opts.stdin !== undefined) stream.end(opts.stdin);
         else stream.end();
-      }, (err: Error) => reject(new HostStepError(this.name, 'ssh', `cannot start a command: ${err.message}`, { cause: err })));
+      }, (err: Error) => reject(err instanceof HostStepError ? err : new HostStepError(this.name, 'ssh', `cannot start a command: ${err.message}`, { cause: err })));
     });
   }
 

@@ -1,14 +1,15 @@
 /** Command building under sudo, sudo's failures, ProxyJump chains and OpenSSH config resolution (issue 13). */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parseProxyJump, resolveSsh } from '../../src/remote/ssh-config.js';
-import { sudoCommand, sudoersLine, sudoProblem } from '../../src/remote/ssh-remote.js';
+import { acceptKeyHint, sudoCommand, sudoersLine, sudoProblem } from '../../src/remote/ssh-remote.js';
+import { KnownHosts } from '../../src/state/known-hosts.js';
+import { tempDir } from '../support/tmp.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'swarmform-ssh-unit-'));
+const dir = tempDir('swarmform-ssh-unit-');
 
 describe('sudo', () => {
   it('wraps a command so that the shell behind sudo sees it byte for byte', () => {
@@ -115,5 +116,36 @@ describe('OpenSSH config', () => {
     assert.deepEqual([r.host, r.port, r.user, r.jump.length], ['app1', 22, 'root', 0]);
     const m = resolveSsh({ host: 'app1', port: 22, user: 'root', defaults: ['user', 'port'], config: join(dir, 'nope') });
     assert.equal(m.host, 'app1');
+  });
+});
+
+describe('a changed host key', () => {
+  it("the hint's ssh-keygen command, run by a shell, removes exactly that host's key from the store", async () => {
+    // A directory with a space and a quote, a host on port 22 and one on another port: the command must survive a shell.
+    const d = join(dir, "keys o'clock");
+    execFileSync('mkdir', ['-p', d]);
+    const file = join(d, 'known_hosts');
+    const key = (n: number) => {
+      // An ed25519 public key blob: string "ssh-ed25519", string of 32 bytes.
+      const t = Buffer.from('ssh-ed25519');
+      const len = (b: Buffer) => Buffer.from([0, 0, 0, b.length]);
+      const k = Buffer.alloc(32, n);
+      return Buffer.concat([len(t), t, len(k), k]);
+    };
+    const kh = new KnownHosts(file);
+    kh.record({ host: '198.18.52.7', port: 22, key: key(1) });
+    kh.record({ host: '198.18.52.8', port: 2222, key: key(2) });
+    kh.record({ host: '198.18.52.9', port: 22, key: key(3) });
+    await kh.flush();
+    for (const [host, port] of [['198.18.52.7', 22], ['198.18.52.8', 2222]] as const) {
+      const hint = acceptKeyHint('machine', host, port, file);
+      const cmd = /accept its new key: (.*), then run again$/.exec(hint)?.[1];
+      assert.ok(cmd, hint);
+      execFileSync('sh', ['-c', `${cmd} 2>/dev/null`]);
+      const after = await KnownHosts.load(file);
+      assert.equal(after.check({ host, port, key: key(port === 22 ? 1 : 2) }), 'new', `${host}:${port} forgotten by: ${cmd}`);
+    }
+    const left = await KnownHosts.load(file);
+    assert.equal(left.check({ host: '198.18.52.9', port: 22, key: key(3) }), 'match', 'the other host is kept');
   });
 });
