@@ -6,6 +6,7 @@ import { loadInventory } from '../inventory/index.js';
 import type { HostSpec, Inventory } from '../inventory/types.js';
 import type { Provider, ProviderContext } from '../providers/provider.js';
 import { providerFor, providers } from '../providers/registry.js';
+import { readRaftFile } from '../raft/roles.js';
 import { type ClusterState, openState } from '../state/store.js';
 import { UsageError } from './errors.js';
 import type { EventBus } from './events.js';
@@ -39,6 +40,8 @@ export async function openContext(file: string | undefined, events: EventBus, si
     else byProvider.set(h.provider, [h]);
   }
   const state = await openState(inventory.cluster);
+  await state.check();
+  await readRaftFile(state);
   const providerContext: ProviderContext = { inventory, stateDir: state.dir, events, signal };
   const used = [...byProvider.entries()].map(([name, hosts]) => ({ provider: providerFor(name), hosts }));
   for (const { provider, hosts } of used) provider.validate(hosts, providerContext);

@@ -18,6 +18,12 @@ export class UsageError extends SwarmformError {
   override readonly exitCode: number = ExitCode.usage;
 }
 
+/**
+ * A damaged file of the tool's own state (state.json, secrets.json, raft.json): found when the command starts, before
+ * anything is touched, so it is bad input like a broken inventory (exit 2). The hint says how to get out of it.
+ */
+export class StateFileError extends UsageError {}
+
 /** One problem in an inventory file, with its position. */
 export interface InventoryProblem {
   file: string;

@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
-import { SwarmformError } from '../core/errors.js';
+import { StateFileError } from '../core/errors.js';
+import { shellWord } from '../core/shell-word.js';
 
 /** Owner read/write only: state may name hosts and keys, secrets hold join tokens. */
 export const FILE_MODE = 0o600;
@@ -12,7 +14,7 @@ export async function writeSecureFile(path: string, data: string): Promise<void>
   await writeFileAtomic(path, data, { mode: FILE_MODE, encoding: 'utf8' });
 }
 
-/** Reads a JSON file; undefined when it does not exist, SwarmformError naming the file when it is not JSON. */
+/** Reads a JSON file; undefined when it does not exist, StateFileError naming the file when it is not JSON. */
 export async function readJsonFile(path: string): Promise<unknown> {
   let text: string;
   try {
@@ -24,9 +26,19 @@ export async function readJsonFile(path: string): Promise<unknown> {
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
-    throw new SwarmformError(`${path} is not valid JSON: ${(err as Error).message}`, {
-      hint: 'the file was edited or damaged; restore it from a backup or remove it and run `up` again to rediscover the cluster',
-      cause: err,
-    });
+    throw damagedFile(path, `not valid JSON: ${(err as Error).message}`, err);
   }
+}
+
+/**
+ * A damaged state file, with the way out that fits it: state.json and raft.json are rebuilt from what the provider and
+ * the engines report (raft.json only loses role moves that `up` then re-derives from the inventory), but secrets.json
+ * holds an autolocked swarm's unlock key, which exists nowhere else, so it is only ever restored, never thrown away.
+ */
+export function damagedFile(path: string, why: string, cause?: unknown): StateFileError {
+  const aside = `mv ${shellWord(path)} ${shellWord(`${path}.damaged`)}`;
+  const hint = basename(path) === 'secrets.json'
+    ? `restore it from a backup (it holds the unlock key of an autolocked swarm); to carry on without it, move it aside (${aside}): join tokens are read again from a manager`
+    : `restore it from a backup, or move it aside (${aside}) and run \`up\` again: the machines are rediscovered from the provider and the nodes from the engines`;
+  return new StateFileError(`${path} is damaged: ${why}`, { hint, cause });
 }

@@ -1,4 +1,5 @@
-import { SwarmformError } from '../core/errors.js';
+import { StateFileError } from '../core/errors.js';
+import { damagedFile } from './secure-file.js';
 import type { Machine } from '../providers/provider.js';
 
 /** `state.json`: what swarmform knows about a cluster between runs. Secrets live in `secrets.json`. */
@@ -30,7 +31,7 @@ export function parseState(value: unknown, path: string, cluster: string): State
   const v = value as Partial<StateFile> | null;
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw damaged(path, 'not an object');
   if (v.version !== 1) {
-    throw new SwarmformError(`${path} has state version ${String(v.version)}, this swarmform reads version 1`, {
+    throw new StateFileError(`${path} has state version ${String(v.version)}, this swarmform reads version 1`, {
       hint: 'use the swarmform release that wrote it',
     });
   }
@@ -76,8 +77,4 @@ export function mergeMachines(current: readonly Machine[], updates: Iterable<Mac
   return out;
 }
 
-function damaged(path: string, why: string): SwarmformError {
-  return new SwarmformError(`${path} is damaged: ${why}`, {
-    hint: 'restore it from a backup, or remove it and run `up` again to rediscover the cluster from the provider',
-  });
-}
+const damaged = (path: string, why: string) => damagedFile(path, why);

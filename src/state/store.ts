@@ -88,6 +88,15 @@ export class ClusterState {
     await rmdir(this.dir).catch(() => undefined); // fails, harmlessly, when anything was written
   }
 
+  /**
+   * Reads state.json and secrets.json once, so that a damaged one stops a command before it touches anything (exit 2
+   * naming the file) instead of surfacing at the first write, after machines were created or engines configured.
+   */
+  async check(): Promise<void> {
+    await this.readNow();
+    await this.readSecrets();
+  }
+
   /** The state file, after every mutation queued before this call; an empty state when there is none yet. */
   async read(): Promise<StateFile> {
     await (this.scheduled ?? this.tail).catch(() => undefined);

@@ -135,6 +135,24 @@ describe('ClusterState', () => {
     await assert.rejects(s.read(), /version 7/);
   });
 
+  it('check() finds a damaged file before anything is written: exit 2, and a hint whose command moves it aside', async () => {
+    const s = await openState('damaged-check', { env: env() });
+    await writeFile(s.statePath, '{"version": 1, "machines": [');
+    const err = await s.check().then(() => undefined, (e: unknown) => e as UsageError);
+    assert.ok(err instanceof UsageError, String(err));
+    assert.equal(err.exitCode, 2);
+    assert.match(err.message, /state\.json is damaged: not valid JSON/);
+    const mv = /move it aside \((mv [^)]*)\)/.exec(err.hint ?? '')?.[1];
+    assert.ok(mv, err.hint);
+    assert.equal(spawnSync('sh', ['-c', mv]).status, 0, mv);
+    await s.check();
+    assert.deepEqual((await s.read()).machines, []);
+    assert.equal(await readFile(`${s.statePath}.damaged`, 'utf8'), '{"version": 1, "machines": [', 'nothing lost: the damaged file is kept aside');
+    // secrets.json holds the unlock key: its hint never says to throw it away, and asks for a backup first.
+    await writeFile(s.secretsPath, 'garbage');
+    await assert.rejects(s.check(), (e: unknown) => e instanceof UsageError && /secrets\.json is damaged/.test(e.message) && /restore it from a backup \(it holds the unlock key/.test(e.hint ?? ''));
+  });
+
   it('remove() deletes the directory, also while locked', async () => {
     const s = await openState('gone', { env: env() });
     const release = await s.lock();
