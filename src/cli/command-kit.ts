@@ -6,6 +6,7 @@ import { EventBus } from '../core/events.js';
 import type { UpResult } from '../core/up.js';
 import { isCancelled } from '../run/cancelled.js';
 import { redact } from '../state/redact.js';
+import { bareMessage } from './render/format.js';
 import { createRenderer } from './render/index.js';
 
 /** Options every command has. */
@@ -94,7 +95,7 @@ export function report(err: unknown, json: boolean, grouped?: string[]): void {
     if (e.failures.length > MAX_FAILURE_LINES && grouped?.length) lines.push(...grouped.map((g) => `  ${g}`));
     else {
       for (const f of e.failures) {
-        lines.push(`  ${f.host}: ${f.step}: ${f.message}`);
+        lines.push(`  ${f.host}: ${f.step}: ${bareMessage(f.message, f.host, f.step)}`);
         if (f.hint) lines.push(`    hint: ${f.hint}`);
       }
     }

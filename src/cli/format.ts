@@ -55,8 +55,13 @@ export function formatUp(r: UpResult, inventoryLabel: string, seconds: number): 
   if (r.changed === 0) out.push(`Nothing to change: cluster ${r.cluster} already matches ${inventoryLabel}.`);
   else {
     const c = r.changes;
+    // With failures (exit 3) the cluster is not what the inventory says yet: the headline must not claim it is.
+    const failedHosts = new Set(r.failures.map((f) => f.host)).size;
+    const head = failedHosts
+      ? `Cluster ${r.cluster} is partly up after ${seconds.toFixed(1)} s, ${failedHosts} host(s) failed (listed below; \`up\` again finishes them)`
+      : `Cluster ${r.cluster} is up in ${seconds.toFixed(1)} s`;
     out.push(
-      `Cluster ${r.cluster} is up in ${seconds.toFixed(1)} s (created ${c.provision} machine(s), bootstrapped ${c.bootstrap}, ` +
+      `${head} (created ${c.provision} machine(s), bootstrapped ${c.bootstrap}, ` +
         `loaded images on ${c.images}, ${c.swarm} swarm change(s), ${c.workloads} service change(s)).`,
     );
   }

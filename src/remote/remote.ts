@@ -62,12 +62,34 @@ export function explainLoss(err: unknown, remote: Pick<Remote, 'name' | 'lost'> 
   const e = err instanceof Error ? err : new Error(String(err));
   const lost = remote?.lost;
   if (!lost || e.message.includes(lost)) return e;
-  // A copy of the same kind (a HostStepError keeps host, step and hint), the original as its cause.
-  return Object.assign(Object.create(Object.getPrototypeOf(e) as object) as Error, e, {
-    message: `${e.message} (the SSH connection to ${remote.name} was lost: ${lost})`,
-    stack: e.stack,
-    cause: e,
-  });
+  return annotated(e, `the SSH connection to ${remote.name} was lost: ${lost}`);
+}
+
+/** A copy of the same kind (a HostStepError keeps host, step and hint) with `why` added, the original as its cause. */
+function annotated(e: Error, why: string): Error {
+  return Object.assign(Object.create(Object.getPrototypeOf(e) as object) as Error, e, { message: `${e.message} (${why})`, stack: e.stack, cause: e });
+}
+
+/** How an Engine API call reads when the engine's end of the connection went away mid-call (killed, restarted). */
+const ENGINE_DROP = /socket hang up|ECONNRESET|EPIPE|premature close/i;
+
+/**
+ * explainLoss, and for an Engine API call that ended with the transport's "socket hang up" while the SSH connection
+ * is fine, a ping of that engine says which of the two it was: an engine that answers again was restarted (or crashed
+ * and came back) during the call; one that does not answer is down.
+ */
+export async function explainEngineLoss(err: unknown, remote: Pick<Remote, 'name' | 'lost' | 'engine'> | undefined): Promise<Error> {
+  const e = explainLoss(err, remote);
+  if (!remote || remote.lost || !ENGINE_DROP.test(e.message)) return e;
+  let timer: NodeJS.Timeout | undefined;
+  const answer = await Promise.race([
+    remote.engine().ping().then(() => undefined, (p: Error) => p.message),
+    new Promise<string>((r) => (timer = setTimeout(() => r('no answer within 10 s'), 10_000))),
+  ]).finally(() => clearTimeout(timer));
+  const why = answer === undefined
+    ? `the engine on ${remote.name} dropped the API connection in the middle of the call and answers again now: it was restarted or crashed and came back; run the command again`
+    : `the engine on ${remote.name} dropped the API connection and does not answer now (${answer}): it stopped or crashed; see its log, e.g. journalctl -u docker`;
+  return annotated(e, why);
 }
 
 /** Words for a connection's end, from the ssh2 client's error. */

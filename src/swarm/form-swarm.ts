@@ -8,7 +8,7 @@ import type { EventBus } from '../core/events.js';
 import { pollUntil } from '../run/poll.js';
 import { fanout } from '../run/fanout.js';
 import { CancelledError } from '../run/cancelled.js';
-import { explainLoss } from '../remote/remote.js';
+import { explainEngineLoss } from '../remote/remote.js';
 import { JoinPacer, type Lease, type PacerStats } from './join-pacer.js';
 import { initSwarm, type SwarmHandle } from './init-swarm.js';
 import { joinNode, joinPrepared, prepareJoin } from './join-node.js';
@@ -83,7 +83,7 @@ export async function formSwarm(members: Member[], opts: FormOptions): Promise<F
         message: r.skipped ?? `joined as manager, Reachable`, ms: Date.now() - t0,
       });
     } catch (err) {
-      failHost(failed, opts.events, m.machine.name, 'join manager', err, m.remote, Date.now() - t0);
+      await failHost(failed, opts.events, m.machine.name, 'join manager', err, m.remote, Date.now() - t0);
     }
   }
 
@@ -164,10 +164,11 @@ async function confirmReachable(lead: Member, m: Member, nodeId: string): Promis
 }
 
 /**
- * Records a host's failure at a swarm step and emits it; a failure on a lost SSH connection says so (explainLoss).
+ * Records a host's failure at a swarm step and emits it; a failure on a lost SSH connection, or an engine that
+ * dropped its API connection, says so (explainEngineLoss).
  */
-function failHost(failed: { host: string; error: Error }[], events: EventBus, host: string, step: string, err: unknown, remote: Member['remote'] | undefined, ms: number): void {
-  const e = explainLoss(err, remote);
+async function failHost(failed: { host: string; error: Error }[], events: EventBus, host: string, step: string, err: unknown, remote: Member['remote'] | undefined, ms: number): Promise<void> {
+  const e = await explainEngineLoss(err, remote);
   failed.push({ host, error: e });
   events.emit({ type: 'step', phase: 'swarm', host, step, status: 'fail', message: e.message, ms });
 }
@@ -280,7 +281,7 @@ async function joinWorkers(
         lease = await pacer.acquire();
       } catch (err) {
         opts.events.emit({ type: 'step', phase: 'swarm', host, step, status: 'start' });
-        failHost(failed, opts.events, host, step, err, w.remote, Math.round(performance.now() - tp));
+        await failHost(failed, opts.events, host, step, err, w.remote, Math.round(performance.now() - tp));
         return;
       }
       const t0 = Date.now();
@@ -338,7 +339,7 @@ async function joinWorkers(
         });
       } catch (err) {
         lease.done({ kind: 'error', ms: Date.now() - t0, message: (err as Error).message });
-        failHost(failed, opts.events, host, step, err, w.remote, Date.now() - t0);
+        await failHost(failed, opts.events, host, step, err, w.remote, Date.now() - t0);
       }
     }),
   );

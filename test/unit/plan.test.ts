@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { openContext } from '../../src/core/context.js';
 import { EventBus } from '../../src/core/events.js';
 import { plan } from '../../src/core/plan.js';
 import { formatPlan } from '../../src/cli/format.js';
+import { tempDir } from '../support/tmp.js';
 
-process.env.SWARMFORM_HOME = mkdtempSync(join(tmpdir(), 'swarmform-plan-'));
+process.env.SWARMFORM_HOME = tempDir('swarmform-plan-');
 
 test('plan of the default lab inventory: quorum, firewall scoped to members, join pacing', async () => {
   const ctx = await openContext('inventories/lab.yml', new EventBus());
@@ -25,7 +25,7 @@ test('plan of the default lab inventory: quorum, firewall scoped to members, joi
 });
 
 test('plan warns about an even manager count and spreads joins over managers', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'swarmform-plan-inv-'));
+  const dir = tempDir('swarmform-plan-inv-');
   const file = join(dir, 'even.yml');
   writeFileSync(file, 'cluster: even\nproviders: { lab: { subnet: 198.18.16.0/20 } }\nswarm: { joinConcurrency: 10, advertise: 10.0.0.0/8 }\ngroups:\n  m: { role: manager, count: 4 }\n  w: { role: worker, count: 2000 }\n');
   const p = plan(await openContext(file, new EventBus()));
@@ -33,4 +33,19 @@ test('plan warns about an even manager count and spreads joins over managers', a
   assert.match(p.quorum.warnings.join(), /odd/);
   assert.equal(p.joins.perManager, 3);
   assert.ok(p.firewall.every((f) => f.from === '10.0.0.0/8'));
+});
+
+test("up's summary claims the cluster is up only when no host failed", async () => {
+  const { formatUp } = await import('../../src/cli/format.js');
+  const base = {
+    cluster: 'c1',
+    changed: 5,
+    changes: { provision: 1, bootstrap: 1, images: 0, swarm: 2, workloads: 1 },
+    endpoints: [],
+    phaseMs: {},
+  };
+  assert.match(formatUp({ ...base, failures: [] }, 'lab.yml', 12.34).split('\n')[0]!, /^Cluster c1 is up in 12\.3 s \(created 1/);
+  const partial = formatUp({ ...base, failures: [{ host: 'w-1', step: 'ssh', message: 'x' }, { host: 'w-2', step: 'ssh', message: 'y' }] }, 'lab.yml', 9);
+  assert.match(partial.split('\n')[0]!, /^Cluster c1 is partly up after 9\.0 s, 2 host\(s\) failed/);
+  assert.doesNotMatch(partial, /is up in/);
 });

@@ -161,3 +161,23 @@ test('a failure on a lost connection names the host and the cause; other errors 
   assert.equal(explainLoss(plain, { name: 'w-1', lost: undefined }), plain);
   assert.match(lossReason(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })), /reset/);
 });
+
+test("an engine that hung up mid-call is pinged: restarted (answers again) or down (does not), said in the failure", async () => {
+  const { explainEngineLoss } = await import('../../src/remote/remote.js');
+  const { HostStepError } = await import('../../src/core/errors.js');
+  const engineThat = (answers: boolean) => ({ ping: () => (answers ? Promise.resolve('OK') : Promise.reject(new Error('connect ENOENT /var/run/docker.sock'))) });
+  const hung = () => new HostStepError('m-3', 'join manager', 'join via m-1 failed: socket hang up');
+  const back = await explainEngineLoss(hung(), { name: 'm-3', lost: undefined, engine: () => engineThat(true) as never });
+  assert.ok(back instanceof HostStepError);
+  assert.match(back.message, /socket hang up \(the engine on m-3 dropped the API connection in the middle of the call and answers again now: it was restarted/);
+  const down = await explainEngineLoss(hung(), { name: 'm-3', lost: undefined, engine: () => engineThat(false) as never });
+  assert.match(down.message, /does not answer now \(connect ENOENT \/var\/run\/docker\.sock\): it stopped or crashed/);
+  // Other failures are not probed; a lost SSH connection is said as such, without a ping.
+  let pinged = 0;
+  const counting = { ping: () => (pinged++, Promise.resolve('OK')) };
+  const other = new HostStepError('m-3', 'join manager', 'Timeout was reached');
+  assert.equal(await explainEngineLoss(other, { name: 'm-3', lost: undefined, engine: () => counting as never }), other);
+  const lost = await explainEngineLoss(hung(), { name: 'm-3', lost: 'the connection was reset', engine: () => counting as never });
+  assert.match(lost.message, /the SSH connection to m-3 was lost/);
+  assert.equal(pinged, 0);
+});
