@@ -420,10 +420,17 @@ async function personalize(plan: OsHostPlan, paths: OsHostPaths): Promise<void> 
   const mid = await viewOf(paths, image, 'etc/machine-id');
   const midText = mid ? await fs.readFile(mid, 'utf8').catch(() => '') : '';
   if (!/^[0-9a-f]{32}\s*$/.test(midText)) await upperFile(paths, image, 'etc/machine-id', `${randomBytes(16).toString('hex')}\n`, { mode: 0o444 });
-  // ssh-keygen -A makes only the missing keys; the image has none, so they land in the host's layer.
+  // The image has no host keys, so they land in the host's layer. Ed25519 and ECDSA only: `ssh-keygen -A` also makes
+  // a 3072-bit RSA key, whose prime search took over 60 s per host while 33 hosts booted on 2 cores (two of a 3+30
+  // bench run failed on it); sshd skips the default key files that do not exist without a word.
   await upperDir(paths, image, 'etc/ssh', { uid: 0, gid: 0, mode: 0o755 });
-  const keysThere = (await fs.readdir(path.join(paths.upper, 'etc', 'ssh'))).some((f) => f.startsWith('ssh_host_'));
-  if (!keysThere) await run('ssh-keygen', ['-A', '-f', paths.upper], { timeoutMs: 60_000 });
+  const sshDir = path.join(paths.upper, 'etc', 'ssh');
+  const keysThere = (await fs.readdir(sshDir)).some((f) => f.startsWith('ssh_host_'));
+  if (!keysThere) {
+    for (const type of ['ed25519', 'ecdsa']) {
+      await run('ssh-keygen', ['-q', '-t', type, '-N', '', '-C', `root@${name}`, '-f', path.join(sshDir, `ssh_host_${type}_key`)], { timeoutMs: 60_000 });
+    }
+  }
   const passwd = await viewOf(paths, image, 'etc/passwd');
   const entry = passwd ? passwdEntry(await fs.readFile(passwd, 'utf8'), image.user) : undefined;
   if (!entry) throw new Error(`the image has no user ${image.user} in /etc/passwd`);
