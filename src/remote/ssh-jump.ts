@@ -75,17 +75,25 @@ export function handshake(
   return new Promise<Client>((resolve, reject) => {
     const onError = (err: Error) => {
       conn.removeListener('ready', onReady);
+      conn.removeListener('close', onClose);
       conn.end();
       reject(new HandshakeError(mismatch ? `host key of ${hop.host}:${hop.port} differs from the one recorded` : err.message, mismatch, { cause: err }));
     };
+    // sshd may close the connection without an error after the key was accepted: pam_nologin on a host that is
+    // still booting ("System is booting up. Unprivileged users are not permitted to log in yet"), a locked account.
+    // ssh2 then stops its ready timer and emits only 'close', so without this the handshake waited for ever (an
+    // `up` on 33 booting hosts hung on one of them).
+    const onClose = () => onError(new Error('the server closed the connection before the session was ready (sshd refused the login after authentication: a host still booting refuses non-root logins until systemd-user-sessions has run; a locked or expired account does the same)'));
     const onReady = () => {
       conn.removeListener('error', onError);
+      conn.removeListener('close', onClose);
       // A dropped connection must not crash the process; its users see 'close'.
       conn.on('error', () => undefined);
       resolve(conn);
     };
     conn.once('ready', onReady);
     conn.once('error', onError);
+    conn.once('close', onClose);
     conn.connect(config);
   });
 }

@@ -92,3 +92,31 @@ test("a bastion whose host key changed is refused as a mismatch", async () => {
   assert.equal(pool.size, 0);
   await waitFor(() => open === 0);
 });
+
+test('a server that closes the connection after the key was accepted (pam_nologin while booting) fails the handshake at once', async () => {
+  const { handshake, HandshakeError } = await import('../../src/remote/ssh-jump.js');
+  // As sshd does for a non-root login while /run/nologin exists: the key is fine, then the connection ends.
+  const closing = new Server({ hostKeys: [utils.generateKeyPairSync('ed25519').private] }, (client) => {
+    client.on('authentication', (ctx) => {
+      if (ctx.method !== 'publickey') return ctx.reject(['publickey']);
+      client.end();
+    });
+    client.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => closing.listen(0, '127.0.0.1', resolve));
+  try {
+    const p = (closing.address() as AddressInfo).port;
+    const t0 = Date.now();
+    // A long ready timeout: only noticing the close can end this quickly (it used to wait for ever).
+    const err = await handshake({ host: '127.0.0.1', port: p, user: 'admin' }, store(), { readyTimeoutMs: 60_000, privateKey: clientKey }).then(
+      (c) => (c.end(), undefined),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof HandshakeError, String(err));
+    assert.equal(err.mismatch, false, 'retryable: the host may finish booting');
+    assert.match(err.message, /closed the connection before the session was ready.*still booting/);
+    assert.ok(Date.now() - t0 < 10_000, `settled in ${Date.now() - t0} ms`);
+  } finally {
+    await new Promise<void>((resolve) => closing.close(() => resolve()));
+  }
+});
