@@ -11,6 +11,7 @@ import type { Context } from './context.js';
 import { SwarmformError } from './errors.js';
 import { knownMachines } from './machines.js';
 import { Sessions } from './sessions.js';
+import { withTimeout } from '../run/timeout.js';
 
 /** What a command gets: the chosen manager's engine, its machine, and every probe's outcome. */
 export interface ManagerHandle {
@@ -87,12 +88,3 @@ function named(host: string, message: string): string {
   return message.startsWith(`${host}:`) ? message : `${host}: ${message}`;
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(message)), ms);
-    }),
-  ]);
-}

@@ -24,8 +24,8 @@ import {
   setLabel,
   setRole,
   type SwarmNode,
-  withTimeout,
 } from '../raft/nodes.js';
+import { withTimeout } from '../run/timeout.js';
 import { planQuorum, quorumOf, zoneOf } from '../raft/quorum.js';
 import { readdressRestored, splitAddr } from '../raft/readdress.js';
 import { reconcileManagers, type ReconcileResult } from '../raft/reconcile.js';

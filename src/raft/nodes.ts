@@ -4,6 +4,7 @@ import { HostStepError, SwarmformError } from '../core/errors.js';
 import { pollUntil } from '../run/poll.js';
 import { sleep } from '../run/retry.js';
 import { HOST_LABEL, isOutOfSequence } from '../swarm/node-settings.js';
+import { withTimeout } from '../run/timeout.js';
 
 export interface SwarmNode {
   ID: string;
@@ -44,17 +45,6 @@ export function raftMembers(nodes: SwarmNode[]): RaftMember[] {
 
 export async function listNodes(engine: Docker): Promise<SwarmNode[]> {
   return (await engine.listNodes()) as SwarmNode[];
-}
-
-/** Promise with a deadline: a manager that does not answer must not hold a command up. */
-export function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(message)), ms);
-    }),
-  ]);
 }
 
 /**

@@ -13,7 +13,8 @@ import { HostStepError } from '../core/errors.js';
 import type { Member } from '../swarm/members.js';
 import { joinNode } from '../swarm/join-node.js';
 import { HOST_LABEL } from '../swarm/node-settings.js';
-import { confirmGroup, removeNode, setRole, type RaftMember, type SwarmNode, updateNodeSpec, withTimeout } from './nodes.js';
+import { confirmGroup, removeNode, setRole, type RaftMember, type SwarmNode, updateNodeSpec } from './nodes.js';
+import { withTimeout } from '../run/timeout.js';
 
 const DOCKER_STATE = '/var/lib/docker/swarm/docker-state.json';
 

@@ -10,7 +10,8 @@ import { HostStepError, SwarmformError } from '../core/errors.js';
 import type { EventBus } from '../core/events.js';
 import type { Member } from '../swarm/members.js';
 import { localSwarm } from '../swarm/node-state.js';
-import { confirmGroup, firstAnswering, hostOf, listNodes, raftMembers, setRole, type SwarmNode, withTimeout } from './nodes.js';
+import { confirmGroup, firstAnswering, hostOf, listNodes, raftMembers, setRole, type SwarmNode } from './nodes.js';
+import { withTimeout } from '../run/timeout.js';
 import { promoteMessage, promoteWorker } from './promote.js';
 import { quorumOf } from './quorum.js';
 

@@ -4,6 +4,7 @@
  * tests and simulations can provide their own.
  */
 import type Docker from 'dockerode';
+import { withTimeout } from '../run/timeout.js';
 
 /** The outcome of one command; a non-zero exit is not an exception here. */
 export interface CommandResult {
@@ -81,11 +82,7 @@ const ENGINE_DROP = /socket hang up|ECONNRESET|EPIPE|premature close/i;
 export async function explainEngineLoss(err: unknown, remote: Pick<Remote, 'name' | 'lost' | 'engine'> | undefined): Promise<Error> {
   const e = explainLoss(err, remote);
   if (!remote || remote.lost || !ENGINE_DROP.test(e.message)) return e;
-  let timer: NodeJS.Timeout | undefined;
-  const answer = await Promise.race([
-    remote.engine().ping().then(() => undefined, (p: Error) => p.message),
-    new Promise<string>((r) => (timer = setTimeout(() => r('no answer within 10 s'), 10_000))),
-  ]).finally(() => clearTimeout(timer));
+  const answer = await withTimeout(remote.engine().ping(), 10_000, 'no answer within 10 s').then(() => undefined, (p: Error) => p.message);
   const why = answer === undefined
     ? `the engine on ${remote.name} dropped the API connection in the middle of the call and answers again now: it was restarted or crashed and came back; run the command again`
     : `the engine on ${remote.name} dropped the API connection and does not answer now (${answer}): it stopped or crashed; see its log, e.g. journalctl -u docker`;

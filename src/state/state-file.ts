@@ -29,15 +29,15 @@ export function emptyState(cluster: string): StateFile {
 export function parseState(value: unknown, path: string, cluster: string): StateFile {
   if (value === undefined) return emptyState(cluster);
   const v = value as Partial<StateFile> | null;
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw damaged(path, 'not an object');
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw damagedFile(path, 'not an object');
   if (v.version !== 1) {
     throw new StateFileError(`${path} has state version ${String(v.version)}, this swarmform reads version 1`, {
       hint: 'use the swarmform release that wrote it',
     });
   }
-  if (!Array.isArray(v.machines)) throw damaged(path, '"machines" is not a list');
+  if (!Array.isArray(v.machines)) throw damagedFile(path, '"machines" is not a list');
   if (v.machines.some((m) => typeof m !== 'object' || m === null || typeof (m as Machine).name !== 'string')) {
-    throw damaged(path, 'a machine has no name');
+    throw damagedFile(path, 'a machine has no name');
   }
   return {
     ...v,
@@ -51,7 +51,7 @@ export function parseState(value: unknown, path: string, cluster: string): State
 /** Checks a parsed secrets file: an object of strings. */
 export function parseSecrets(value: unknown, path: string): Secrets {
   if (value === undefined) return {};
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw damaged(path, 'not an object');
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw damagedFile(path, 'not an object');
   const out: Secrets = {};
   for (const k of ['workerToken', 'managerToken', 'unlockKey'] as const) {
     const s = (value as Record<string, unknown>)[k];
@@ -76,5 +76,3 @@ export function mergeMachines(current: readonly Machine[], updates: Iterable<Mac
   }
   return out;
 }
-
-const damaged = (path: string, why: string) => damagedFile(path, why);
