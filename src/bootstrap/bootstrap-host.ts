@@ -7,8 +7,8 @@
  * opens no swarm port before the host joins. When the member list is known in time (a re-run, a member CIDR in the
  * inventory) the rules go in before the engine starts, as a host already in a swarm listens on its ports at once.
  */
-import type { EventBus } from '../core/events.js';
-import type { Machine } from '../providers/provider.js';
+import type { EventBus } from '../base/events.js';
+import type { Machine } from '../base/machine.js';
 import { explainLoss, type Remote } from '../remote/remote.js';
 import { ensureDaemonConfig } from './daemon-config.js';
 import { type EngineInit, ensureServiceDefinition, startEngine } from './engine-service.js';

@@ -1,6 +1,6 @@
 /** /etc/docker/daemon.json: written only when its content changes, so a re-run does not restart the engine. */
 import type { SwarmSettings } from '../inventory/types.js';
-import { effectiveSettings, tickDaemonKeys } from '../raft/settings.js';
+import { effectiveSettings, tickDaemonKeys } from '../inventory/swarm-settings.js';
 import type { Remote } from '../remote/remote.js';
 
 export const DAEMON_JSON = '/etc/docker/daemon.json';

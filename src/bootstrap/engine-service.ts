@@ -1,5 +1,5 @@
 /** Starts, restarts or stops the engine through the host's init system, or a supervised direct start without one. */
-import { HostStepError } from '../core/errors.js';
+import { HostStepError } from '../base/errors.js';
 import { pollUntil } from '../run/poll.js';
 import type { Remote } from '../remote/remote.js';
 import { render } from './templates.js';

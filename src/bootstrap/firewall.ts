@@ -1,5 +1,5 @@
 /** Opens the swarm ports (2377/tcp, 7946/tcp+udp, 4789/udp, ESP) to cluster members only, with the host's own tool. */
-import { HostStepError } from '../core/errors.js';
+import { HostStepError } from '../base/errors.js';
 import type { Remote } from '../remote/remote.js';
 import type { FirewallTool, HostFacts } from './facts.js';
 import { render } from './templates.js';

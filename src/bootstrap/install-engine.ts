@@ -1,8 +1,8 @@
 /** Installs Docker Engine when missing: distribution packages, or an uploaded bundle of static binaries. */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { sha256File } from '../core/checksum.js';
-import { HostStepError } from '../core/errors.js';
+import { sha256File } from '../base/checksum.js';
+import { HostStepError } from '../base/errors.js';
 import type { PackageSettings } from '../inventory/types.js';
 import type { PackageMirror } from '../providers/provider.js';
 import type { Remote } from '../remote/remote.js';

@@ -1,8 +1,8 @@
 /** What every command shares: events, rendering, Ctrl-C, exit codes and error reports around one core call. */
 import { relative } from 'node:path';
-import { openContext, type Context } from '../core/context.js';
-import { exitCodeOf, PartialError, SwarmformError } from '../core/errors.js';
-import { EventBus } from '../core/events.js';
+import { openContext, type Context } from '../cluster/context.js';
+import { exitCodeOf, PartialError, SwarmformError } from '../base/errors.js';
+import { EventBus } from '../base/events.js';
 import type { UpResult } from '../core/up.js';
 import { isCancelled } from '../run/cancelled.js';
 import { redact } from '../state/redact.js';

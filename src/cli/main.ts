@@ -2,7 +2,7 @@
 import yargs, { type Argv, type CommandModule } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { down } from '../core/down.js';
-import { ExitCode, UsageError } from '../core/errors.js';
+import { ExitCode, UsageError } from '../base/errors.js';
 import { execOn, sshInto } from '../core/exec.js';
 import { plan } from '../core/plan.js';
 import { status } from '../core/status.js';

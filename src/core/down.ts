@@ -8,11 +8,11 @@ import { gatherFacts } from '../bootstrap/facts.js';
 import { render } from '../bootstrap/templates.js';
 import { fanout } from '../run/fanout.js';
 import { phase } from '../run/phase.js';
-import type { Machine } from '../providers/provider.js';
-import type { Context } from './context.js';
-import { PartialError } from './errors.js';
-import { knownMachines } from './machines.js';
-import { Sessions } from './sessions.js';
+import type { Machine } from '../base/machine.js';
+import type { Context } from '../cluster/context.js';
+import { PartialError } from '../base/errors.js';
+import { knownMachines } from '../cluster/machines.js';
+import { Sessions } from '../cluster/sessions.js';
 
 export interface DownResult {
   cluster: string;

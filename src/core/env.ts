@@ -4,8 +4,8 @@
  * `docker system dial-stdio` on the remote side: it needs the docker CLI on the leader and an ssh that logs in
  * without prompts (key and known host), which the ssh config stanza we print provides.
  */
-import type { Context } from './context.js';
-import { withManager } from './manager.js';
+import type { Context } from '../cluster/context.js';
+import { withManager } from '../cluster/manager.js';
 
 export interface EnvResult {
   cluster: string;

@@ -1,8 +1,8 @@
 /** `ssh` and `exec`: commands passed through unchanged, output and exit status returned. */
-import { SwarmformError, UsageError } from './errors.js';
-import type { Context } from './context.js';
-import { knownMachines, selectMachines } from './machines.js';
-import { Sessions } from './sessions.js';
+import { SwarmformError, UsageError } from '../base/errors.js';
+import type { Context } from '../cluster/context.js';
+import { knownMachines, selectMachines } from '../cluster/machines.js';
+import { Sessions } from '../cluster/sessions.js';
 import { fanout } from '../run/fanout.js';
 
 /** Opens a shell, or runs one command, on one host with the terminal attached; resolves with the exit status. */

@@ -1,8 +1,8 @@
 /** `network create|ls|rm` through the leader's Engine API (else any active manager). */
 import { networkCreateBody, type NetworkCreateOptions, networkRows, type NetworkRow, type EngineNetwork } from '../swarm/network-ops.js';
-import type { Context } from './context.js';
-import { SwarmformError } from './errors.js';
-import { withManager } from './manager.js';
+import type { Context } from '../cluster/context.js';
+import { SwarmformError } from '../base/errors.js';
+import { withManager } from '../cluster/manager.js';
 import { engineCall } from './service.js';
 
 /** `network create`: returns the new network's id. */

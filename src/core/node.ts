@@ -3,9 +3,9 @@
  * SSH connection. Join tokens are returned only by `joinToken`, whose caller prints them on request.
  */
 import { findNode, type EngineNode, nodeName, nodeRows, type NodeRow, nodeUpdateSpec, type NodeUpdateOptions } from '../swarm/node-ops.js';
-import type { Context } from './context.js';
-import { SwarmformError, UsageError } from './errors.js';
-import { withManager } from './manager.js';
+import type { Context } from '../cluster/context.js';
+import { SwarmformError, UsageError } from '../base/errors.js';
+import { withManager } from '../cluster/manager.js';
 import { engineCall } from './service.js';
 import { sleep } from '../run/retry.js';
 

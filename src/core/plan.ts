@@ -1,9 +1,9 @@
 /** `plan`: what `up` would do, offline: machines per provider, quorum, firewall rules, join pacing. */
 import { SWARM_PORTS } from '../bootstrap/firewall.js';
 import { planQuorum, type QuorumPlan, zoneOf } from '../raft/quorum.js';
-import { effectiveSettings, type EffectiveSettings } from '../raft/settings.js';
+import { effectiveSettings, type EffectiveSettings } from '../inventory/swarm-settings.js';
 import { checkReachability, type Reachability } from '../providers/reachability.js';
-import type { Context } from './context.js';
+import type { Context } from '../cluster/context.js';
 
 export interface PlanResult {
   cluster: string;

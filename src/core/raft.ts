@@ -12,7 +12,7 @@ import { engineInitOf, startEngine, stopEngine } from '../bootstrap/engine-servi
 import { promoteMessage, promoteWorker } from '../raft/promote.js';
 import { gatherFacts } from '../bootstrap/facts.js';
 import type { Role } from '../inventory/types.js';
-import type { Machine } from '../providers/provider.js';
+import type { Machine } from '../base/machine.js';
 import { readArchive, sha256, writeArchive, ARCHIVE_FORMAT, type BackupManifest } from '../raft/archive.js';
 import {
   confirmGroup,
@@ -29,18 +29,19 @@ import { withTimeout } from '../run/timeout.js';
 import { planQuorum, quorumOf, zoneOf } from '../raft/quorum.js';
 import { readdressRestored, splitAddr } from '../raft/readdress.js';
 import { reconcileManagers, type ReconcileResult } from '../raft/reconcile.js';
-import { effectiveRoles, readRaftFile, recordRoles } from '../raft/roles.js';
-import { effectiveSettings, readUnlockKey, settingsInForce, specFor, unlockEngine, updateSwarmSpec, type SettingsInForce } from '../raft/settings.js';
+import { effectiveRoles, readRaftFile, recordRoles } from '../cluster/roles.js';
+import { effectiveSettings, settingsInForce, specFor, type SettingsInForce } from '../inventory/swarm-settings.js';
+import { readUnlockKey, unlockEngine, updateSwarmSpec } from '../raft/settings.js';
 import { pollUntil } from '../run/poll.js';
 import { advertiseAddress } from '../swarm/advertise.js';
 import { joinNode } from '../swarm/join-node.js';
 import { managerEndpoint, type Member } from '../swarm/members.js';
 import { localSwarm } from '../swarm/node-state.js';
 import { HOST_LABEL } from '../swarm/node-settings.js';
-import type { Context } from './context.js';
-import { HostStepError, SwarmformError, UsageError } from './errors.js';
-import { knownMachines } from './machines.js';
-import { Sessions } from './sessions.js';
+import type { Context } from '../cluster/context.js';
+import { HostStepError, SwarmformError, UsageError } from '../base/errors.js';
+import { knownMachines } from '../cluster/machines.js';
+import { Sessions } from '../cluster/sessions.js';
 
 /** Seconds to wait for one manager's SSH and engine before counting it as down. */
 const PROBE_S = 5;

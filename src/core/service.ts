@@ -19,9 +19,9 @@ import {
   type UpdateOptions,
 } from '../swarm/service-ops.js';
 import { type ProgressSink, watchService, type WatchOutcome } from '../swarm/service-progress.js';
-import type { Context } from './context.js';
-import { SwarmformError, UsageError } from './errors.js';
-import { type ManagerHandle, withManager } from './manager.js';
+import type { Context } from '../cluster/context.js';
+import { SwarmformError, UsageError } from '../base/errors.js';
+import { type ManagerHandle, withManager } from '../cluster/manager.js';
 
 /** What every progress-reporting verb takes. */
 export interface ProgressOptions {

@@ -9,9 +9,9 @@ import type { Member } from '../swarm/members.js';
 import { waitServicesConverged } from '../swarm/services.js';
 import { type DeployResult, deployStack, listStacks, removeStack, type RemoveResult, type StackServiceRow, type StackSummary, stackServices, stackTasks, type StackTaskRow } from '../swarm/stacks.js';
 import { phase } from '../run/phase.js';
-import type { Context } from './context.js';
-import type { EventBus, Phase } from './events.js';
-import { withManager } from './manager.js';
+import type { Context } from '../cluster/context.js';
+import type { EventBus, Phase } from '../base/events.js';
+import { withManager } from '../cluster/manager.js';
 
 export interface StackDeployOptions {
   name: string;

@@ -4,8 +4,6 @@
  * the lab provider the addresses its subnet holds. A typo like `worker-[1:99999]` on a /24 is then an error at its
  * line at once, not minutes of expanding, validating and planning 100,000 hosts that can never be created.
  */
-import { capacity as subnetCapacity, parseCidr } from '../providers/lab/addresses.js';
-import { LAB_SPACE } from '../providers/lab/settings.js';
 import { DEFAULT_PROVIDER } from './expand-hosts.js';
 import { MAX_RANGE_SIZE, NameRangeError, hasRange, parseNameRange, rangeSize } from './name-range.js';
 import type { DocPath, ProblemList } from './problems.js';
@@ -77,15 +75,16 @@ export interface LimitsInput {
   groupOrder: string[];
   /** Validated provider settings by provider name (a provider whose settings failed has none: its limits are skipped). */
   providerSettings: Record<string, Record<string, unknown>>;
+  registry: ProviderRegistry;
   problems: ProblemList;
 }
 
 /**
- * Checks the host counts against MAX_HOSTS and the lab subnet, at the key of the largest group concerned.
+ * Checks the host counts against MAX_HOSTS and each provider's own limit (the lab subnet), at the key of the largest group concerned.
  * Returns true when a limit is exceeded (problems recorded): the caller stops before expanding.
  */
 export function checkHostLimits(input: LimitsInput): boolean {
-  const { inventory, groupOrder, providerSettings, problems } = input;
+  const { inventory, groupOrder, providerSettings, registry, problems } = input;
   const counts = countHosts(inventory, groupOrder);
   let exceeded = false;
 
@@ -101,32 +100,23 @@ export function checkHostLimits(input: LimitsInput): boolean {
     exceeded = true;
   }
 
-  const lab = counts.filter((c) => c.provider === 'lab');
-  const subnetText = providerSettings.lab?.subnet;
-  const subnet = typeof subnetText === 'string' ? parseCidr(subnetText) : undefined;
-  const labHosts = lab.reduce((n, c) => n + c.hosts, 0);
-  if (subnet !== undefined && labHosts > subnetCapacity(subnet)) {
-    const top = largest(lab);
-    const section = inventory.providers?.lab;
-    const given = typeof section === 'object' && section !== null && Object.hasOwn(section, 'subnet');
-    const others = labHosts === top.hosts ? '' : `, ${labHosts} with the other lab groups (${breakdown(lab)})`;
-    const fit = prefixFor(labHosts);
-    problems.add(
-      top.path,
-      `${top.said} makes ${top.hosts} lab hosts${others}, but providers.lab.subnet ${subnet.cidr}${given ? '' : ' (the default)'} holds ` +
-        `${subnetCapacity(subnet)} (${2 ** (32 - subnet.prefix)} addresses less the network, the bridge's .1 and the broadcast): ` +
-        (fit === undefined
-          ? `the lab holds at most ${subnetCapacity(labSpace())} hosts (${LAB_SPACE}); use fewer hosts`
-          : `set providers.lab.subnet to a /${fit}${fit > labSpace().prefix ? ' or larger' : ''} inside ${LAB_SPACE} ` +
-            `(e.g. ${exampleSubnet(fit)}), or use fewer hosts`),
-    );
+  // Limits of the providers themselves (the lab's subnet), at the largest group of that provider.
+  for (const provider of new Set(counts.map((c) => c.provider))) {
+    const check = registry[provider]?.hostLimit;
+    const settings = providerSettings[provider];
+    if (!check || !settings) continue;
+    const mine = counts.filter((c) => c.provider === provider);
+    const hosts = mine.reduce((n, c) => n + c.hosts, 0);
+    const section = inventory.providers?.[provider];
+    const given = (key: string) => typeof section === 'object' && section !== null && Object.hasOwn(section, key);
+    const why = check(hosts, settings, given);
+    if (why === undefined) continue;
+    const top = largest(mine);
+    const others = hosts === top.hosts ? '' : `, ${hosts} with the other ${provider} groups (${breakdown(mine)})`;
+    problems.add(top.path, `${top.said} makes ${top.hosts} ${provider} hosts${others}, but ${why}`);
     exceeded = true;
   }
   return exceeded;
-}
-
-function labSpace() {
-  return parseCidr(LAB_SPACE)!;
 }
 
 function largest(counts: GroupCount[]): GroupCount {
@@ -138,17 +128,4 @@ function breakdown(counts: GroupCount[]): string {
   const sorted = [...counts].sort((a, b) => b.hosts - a.hosts);
   const shown = sorted.slice(0, 5).map((c) => `${c.group} ${c.hosts}`);
   return sorted.length > 5 ? `${shown.join(', ')}, ${sorted.length - 5} more group(s)` : shown.join(', ');
-}
-
-/** The longest prefix inside the lab space whose subnet holds `hosts`; undefined when none does. */
-function prefixFor(hosts: number): number | undefined {
-  const space = labSpace();
-  for (let p = 30; p >= space.prefix; p--) {
-    if (subnetCapacity({ cidr: '', network: 0, prefix: p, broadcast: 2 ** (32 - p) - 1 }) >= hosts) return p;
-  }
-  return undefined;
-}
-
-function exampleSubnet(prefix: number): string {
-  return `${LAB_SPACE.split('/')[0]}/${prefix}`;
 }

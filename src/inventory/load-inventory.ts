@@ -73,7 +73,7 @@ export function parseInventory(text: string, file: string, opts: LoadOptions): I
     registry: opts.providers,
     problems,
   });
-  if (checkHostLimits({ inventory: inv, groupOrder, providerSettings: providers, problems })) problems.throwIfAny();
+  if (checkHostLimits({ inventory: inv, groupOrder, providerSettings: providers, registry: opts.providers, problems })) problems.throwIfAny();
   const { hosts } = expandHosts({ inventory: inv, groupOrder, registry: opts.providers, baseDir, problems });
   const services = resolveServices(inv.workloads?.services, problems, { ingress: inv.swarm.ingress });
   const stacks = resolveStacks(inv.workloads?.stacks, baseDir, problems);

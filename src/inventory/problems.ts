@@ -1,4 +1,4 @@
-import { InventoryError, type InventoryProblem } from '../core/errors.js';
+import { InventoryError, type InventoryProblem } from '../base/errors.js';
 
 /** A path into the inventory document: map keys and list indexes. */
 export type DocPath = readonly (string | number)[];

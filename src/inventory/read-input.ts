@@ -4,7 +4,7 @@
  * of at most `maxBytes` (checked before reading, so a huge file is refused at once instead of read whole).
  */
 import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
-import { UsageError } from '../core/errors.js';
+import { UsageError } from '../base/errors.js';
 
 export function readInputFile(file: string, what: string, maxBytes: number, hint?: string): string {
   let fd: number;

@@ -1,6 +1,8 @@
 /** The resolved inventory: what every later phase reads. Produced by `loadInventory` after full validation. */
 
-export type Role = 'manager' | 'worker';
+import type { Role } from '../base/machine.js';
+
+export type { Role };
 
 /** SSH settings; merged cluster -> group -> host, the most specific winning. */
 export interface SshSettings {

@@ -9,7 +9,7 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { SwarmformError, UsageError } from '../core/errors.js';
+import { SwarmformError, UsageError } from '../base/errors.js';
 
 const execFileP = promisify(execFile);
 export const ARCHIVE_FORMAT = 'swarmform-raft-backup/1';

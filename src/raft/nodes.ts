@@ -1,6 +1,6 @@
 /** The swarm's node list as the Raft group sees it: which nodes are managers, who leads, who is reachable. */
 import type Docker from 'dockerode';
-import { HostStepError, SwarmformError } from '../core/errors.js';
+import { HostStepError, SwarmformError } from '../base/errors.js';
 import { pollUntil } from '../run/poll.js';
 import { sleep } from '../run/retry.js';
 import { HOST_LABEL, isOutOfSequence } from '../swarm/node-settings.js';

@@ -9,7 +9,7 @@
  * does, keeping its labels and availability. Otherwise promote as `docker node promote` does.
  */
 import type Docker from 'dockerode';
-import { HostStepError } from '../core/errors.js';
+import { HostStepError } from '../base/errors.js';
 import type { Member } from '../swarm/members.js';
 import { joinNode } from '../swarm/join-node.js';
 import { HOST_LABEL } from '../swarm/node-settings.js';

@@ -17,7 +17,7 @@
  * Each Raft change is confirmed (the expected managers, a leader, all reachable) before the next.
  */
 import type Docker from 'dockerode';
-import { HostStepError } from '../core/errors.js';
+import { HostStepError } from '../base/errors.js';
 import { pollUntil } from '../run/poll.js';
 import { joinPrepared } from '../swarm/join-node.js';
 import { managerEndpoint, type Member } from '../swarm/members.js';

@@ -6,8 +6,8 @@
  * Changes are refused while any manager is unreachable, since a change then could cost the quorum.
  */
 import type Docker from 'dockerode';
-import { HostStepError, SwarmformError } from '../core/errors.js';
-import type { EventBus } from '../core/events.js';
+import { HostStepError, SwarmformError } from '../base/errors.js';
+import type { EventBus } from '../base/events.js';
 import type { Member } from '../swarm/members.js';
 import { localSwarm } from '../swarm/node-state.js';
 import { confirmGroup, firstAnswering, hostOf, listNodes, raftMembers, setRole, type SwarmNode } from './nodes.js';

@@ -45,6 +45,9 @@ export interface Remote {
   close(): void;
 }
 
+/** An open connection as a run keeps it: a Remote that knows when it has closed. */
+export type Session = Remote & { readonly isClosed: boolean };
+
 /** Streams for `attach`; a TTY stdin turns on a pseudo-terminal. */
 export interface AttachIO {
   stdin?: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (raw: boolean) => void };

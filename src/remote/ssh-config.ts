@@ -8,7 +8,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import SSHConfig from 'ssh-config';
-import type { Machine, SshHop } from '../providers/provider.js';
+import type { Machine, SshHop } from '../base/machine.js';
 
 /** A hop as written: `[user@]host[:port]`; unset parts are filled later (config, then the host's own user, 22). */
 export interface JumpSpec {

@@ -7,8 +7,8 @@
 import { readFile } from 'node:fs/promises';
 import Docker from 'dockerode';
 import { Client, type ClientChannel, type SFTPWrapper } from 'ssh2';
-import { HostStepError } from '../core/errors.js';
-import { shellWord } from '../core/shell-word.js';
+import { HostStepError } from '../base/errors.js';
+import { shellWord } from '../base/shell-word.js';
 import pLimit from 'p-limit';
 import { dockerSocketAgent, type ExecChannel } from './docker-agent.js';
 import { type AttachIO, type CommandResult, lossReason, type Remote, type RunOptions, shq, tail } from './remote.js';

@@ -1,4 +1,4 @@
-import { SwarmformError } from '../core/errors.js';
+import { SwarmformError } from '../base/errors.js';
 
 /** An item that never ran, or a wait that stopped, because the run was cancelled (Ctrl-C, a deadline, an abort). */
 export class CancelledError extends SwarmformError {

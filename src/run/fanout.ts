@@ -6,7 +6,7 @@
  * unstarted item is reported at once. The items may be a {@link Feed} that grows while the fan-out runs: it then ends
  * once the feed is closed and every item pushed has settled.
  */
-import type { EventBus, Phase } from '../core/events.js';
+import type { EventBus, Phase } from '../base/events.js';
 import { CancelledError } from './cancelled.js';
 import { Feed } from './feed.js';
 import { Fifo } from './fifo.js';

@@ -1,4 +1,4 @@
-import type { EventBus, Phase, SwarmformEvent } from '../core/events.js';
+import type { EventBus, Phase, SwarmformEvent } from '../base/events.js';
 
 type Outcome = 'ok' | 'fail' | 'skip';
 

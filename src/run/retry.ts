@@ -3,7 +3,7 @@
  * (p-retry's `randomize` only scales by 1..2), a total deadline, an abort-aware sleep, and one notion of
  * "retryable" shared with the fan-out engine.
  */
-import { UsageError } from '../core/errors.js';
+import { UsageError } from '../base/errors.js';
 import { CancelledError, isCancelled } from './cancelled.js';
 
 export interface RetryPolicy {

@@ -7,7 +7,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
-import { LockedError } from '../core/errors.js';
+import { LockedError } from '../base/errors.js';
 import { writeSecureFile } from './secure-file.js';
 
 /** A lock not refreshed for this long belongs to a run that died (or a machine that slept). */

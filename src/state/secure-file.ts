@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
-import { StateFileError } from '../core/errors.js';
-import { shellWord } from '../core/shell-word.js';
+import { StateFileError } from '../base/errors.js';
+import { shellWord } from '../base/shell-word.js';
 
 /** Owner read/write only: state may name hosts and keys, secrets hold join tokens. */
 export const FILE_MODE = 0o600;

@@ -1,6 +1,6 @@
-import { StateFileError } from '../core/errors.js';
+import { StateFileError } from '../base/errors.js';
 import { damagedFile } from './secure-file.js';
-import type { Machine } from '../providers/provider.js';
+import type { Machine } from '../base/machine.js';
 
 /** `state.json`: what swarmform knows about a cluster between runs. Secrets live in `secrets.json`. */
 export interface StateFile {

@@ -5,8 +5,8 @@
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, rm, rmdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { LockedError } from '../core/errors.js';
-import type { Machine } from '../providers/provider.js';
+import { LockedError } from '../base/errors.js';
+import type { Machine } from '../base/machine.js';
 import { KnownHosts } from './known-hosts.js';
 import { acquireLock, lockPath } from './lock.js';
 import { clusterDir } from './paths.js';

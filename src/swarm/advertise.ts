@@ -1,8 +1,8 @@
 /** Chooses the address a node advertises to the swarm: private by default, as swarm traffic must stay inside. */
 import { inCidr } from '../bootstrap/cidrs.js';
-import { HostStepError } from '../core/errors.js';
+import { HostStepError } from '../base/errors.js';
 import type { AdvertiseChoice } from '../inventory/types.js';
-import type { Machine } from '../providers/provider.js';
+import type { Machine } from '../base/machine.js';
 
 /** The address for `machine` under `choice`; `hostAddresses` are the host's own (from facts) for CIDR matching. */
 export function advertiseAddress(machine: Machine, choice: AdvertiseChoice, hostAddresses: string[] = []): string {

@@ -3,8 +3,8 @@
  * then the workers in parallel with bounded concurrency, spread over every manager; finally wait for all Ready.
  */
 import pLimit from 'p-limit';
-import { HostStepError, SwarmformError } from '../core/errors.js';
-import type { EventBus } from '../core/events.js';
+import { HostStepError, SwarmformError } from '../base/errors.js';
+import type { EventBus } from '../base/events.js';
 import { pollUntil } from '../run/poll.js';
 import { fanout } from '../run/fanout.js';
 import { CancelledError } from '../run/cancelled.js';

@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { promisify } from 'node:util';
 import type Docker from 'dockerode';
-import { HostStepError } from '../core/errors.js';
+import { HostStepError } from '../base/errors.js';
 import type { ImageSpec } from '../inventory/types.js';
 import type { Remote } from '../remote/remote.js';
 

@@ -1,6 +1,6 @@
 /** Finds the existing swarm among the managers, or initialises it on the first manager. */
-import { HostStepError, SwarmformError } from '../core/errors.js';
-import type { EventBus } from '../core/events.js';
+import { HostStepError, SwarmformError } from '../base/errors.js';
+import type { EventBus } from '../base/events.js';
 import { type JoinTokens, type Member } from './members.js';
 import { type LocalSwarm, localSwarm } from './node-state.js';
 

@@ -1,5 +1,5 @@
 /** Joins one host to the swarm through a chosen manager; checks before acting and after a timeout. */
-import { HostStepError } from '../core/errors.js';
+import { HostStepError } from '../base/errors.js';
 import { pollUntil } from '../run/poll.js';
 import { type Member, managerEndpoint } from './members.js';
 import { localSwarm } from './node-state.js';

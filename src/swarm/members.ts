@@ -1,5 +1,5 @@
 /** A cluster member as the swarm phase sees it: the machine, its open connection and its advertise address. */
-import type { Machine } from '../providers/provider.js';
+import type { Machine } from '../base/machine.js';
 import type { Remote } from '../remote/remote.js';
 
 export interface Member {

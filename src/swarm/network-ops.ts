@@ -1,5 +1,5 @@
 /** `network` verbs as the docker CLI has them, for swarm-scoped networks: create options and `network ls` rows. Pure. */
-import { UsageError } from '../core/errors.js';
+import { UsageError } from '../base/errors.js';
 
 export interface EngineNetwork {
   Id: string;

@@ -1,5 +1,5 @@
 /** `node` verbs as the docker CLI has them: finding a node by name, rows of `node ls`, spec changes. Pure. */
-import { UsageError } from '../core/errors.js';
+import { UsageError } from '../base/errors.js';
 import { HOST_LABEL } from './node-settings.js';
 
 export interface EngineNode {

@@ -1,5 +1,5 @@
 /** Applies inventory node labels (plus `swarmform.host`) and manager availability, only where they differ. */
-import type { EventBus } from '../core/events.js';
+import type { EventBus } from '../base/events.js';
 import { fanout } from '../run/fanout.js';
 import { sleep } from '../run/retry.js';
 import type { Member } from './members.js';

@@ -1,5 +1,5 @@
 /** Checks from a joining host that a manager's swarm port answers, so a blocked port is named instead of a vague timeout. */
-import { HostStepError } from '../core/errors.js';
+import { HostStepError } from '../base/errors.js';
 import type { Remote } from '../remote/remote.js';
 import { shq } from '../remote/remote.js';
 import { sleep } from '../run/retry.js';

@@ -2,7 +2,7 @@
  * `service` verbs as the docker CLI has them, turned into Engine API specs and back into docker-like rows.
  * Everything here is pure (no engine calls), so flags, specs and rows are unit-tested without a cluster.
  */
-import { UsageError } from '../core/errors.js';
+import { UsageError } from '../base/errors.js';
 
 /** Engine API types, as far as these commands read them. */
 export interface EnginePort {

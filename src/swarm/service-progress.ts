@@ -7,7 +7,7 @@
  * The tracker is pure (service + up-to-date tasks + nodes in, progress events out); `watchService` polls the engine.
  */
 import type Docker from 'dockerode';
-import { SwarmformError } from '../core/errors.js';
+import { SwarmformError } from '../base/errors.js';
 import { sleep } from '../run/retry.js';
 import type { EngineService, EngineTask } from './service-ops.js';
 

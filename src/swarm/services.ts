@@ -1,6 +1,6 @@
 /** Creates or updates the inventory's services through a manager's Engine API and waits for their tasks to run. */
-import { SwarmformError } from '../core/errors.js';
-import type { EventBus } from '../core/events.js';
+import { SwarmformError } from '../base/errors.js';
+import type { EventBus } from '../base/events.js';
 import { sleep } from '../run/retry.js';
 import type { ServiceSpec } from '../inventory/types.js';
 import type { Member } from './members.js';

@@ -5,8 +5,8 @@
 import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type Docker from 'dockerode';
-import { SwarmformError } from '../core/errors.js';
-import type { EventBus, Phase } from '../core/events.js';
+import { SwarmformError } from '../base/errors.js';
+import type { EventBus, Phase } from '../base/events.js';
 import { sleep } from '../run/retry.js';
 import { LABEL_NAMESPACE, SPEC_HASH_LABEL, type FileObjectPlan, type StackPlan } from './compose/convert.js';
 import { humanDuration, type ServiceRow } from './service-ops.js';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { labProvider } from '../../src/providers/lab/index.js';
-import type { Machine } from '../../src/providers/provider.js';
+import type { Machine } from '../../src/base/machine.js';
 import { cleanupLabClusters, labHost, labTestContext } from '../support/lab-cleanup.js';
 import { cli, isRoot, labLeftovers, onHost, testHome } from '../support/lab.js';
 import { FAKE, fakeCloudEnv } from '../support/stubs/cloud-test-kit.js';

@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import type { HostSpec } from '../../src/inventory/types.js';
 import { labProvider } from '../../src/providers/lab/index.js';
-import type { Machine } from '../../src/providers/provider.js';
+import type { Machine } from '../../src/base/machine.js';
 import { cleanupLabClusters, labTestContext } from '../support/lab-cleanup.js';
 import { cli, isRoot, labLeftovers, machinesOf, onHost, testHome } from '../support/lab.js';
 import { fakeCloudEnv } from '../support/stubs/cloud-test-kit.js';

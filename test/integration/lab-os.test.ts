@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EventBus } from '../../src/core/events.js';
+import { EventBus } from '../../src/base/events.js';
 import type { HostSpec, Inventory } from '../../src/inventory/types.js';
 import { labProvider } from '../../src/providers/lab/index.js';
 import { MIRROR_PORT } from '../../src/providers/lab/mirror.js';
@@ -20,7 +20,8 @@ import { imageName, osImage } from '../../src/providers/lab/os-image.js';
 import { netnsName } from '../../src/providers/lab/names.js';
 import { netnsInode } from '../../src/providers/lab/netns.js';
 import { osHostPaths } from '../../src/providers/lab/paths.js';
-import type { Machine, ProviderContext } from '../../src/providers/provider.js';
+import type { ProviderContext } from '../../src/providers/provider.js';
+import type { Machine } from '../../src/base/machine.js';
 import { labLeftovers } from '../support/lab.js';
 
 const isRoot = process.getuid?.() === 0;

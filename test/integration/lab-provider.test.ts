@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { labProvider } from '../../src/providers/lab/index.js';
 import { defaultBridgeName, netnsName, netnsPrefix, ruleComment, vethName } from '../../src/providers/lab/names.js';
 import { clusterDir, hostPaths } from '../../src/providers/lab/paths.js';
-import type { Machine } from '../../src/providers/provider.js';
+import type { Machine } from '../../src/base/machine.js';
 import { cleanupLabClusters, labHost, labTestContext, type LabTestContext } from '../support/lab-cleanup.js';
 
 const isRoot = process.getuid?.() === 0;

@@ -15,7 +15,7 @@ import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { labProvider } from '../../src/providers/lab/index.js';
 import { defaultBridgeName, netnsName } from '../../src/providers/lab/names.js';
-import type { Machine } from '../../src/providers/provider.js';
+import type { Machine } from '../../src/base/machine.js';
 import { BastionPool } from '../../src/remote/ssh-jump.js';
 import { connectSsh, type HostKeyStore, type SshRemote } from '../../src/remote/ssh-remote.js';
 import { cleanupLabClusters, labHost, labTestContext } from '../support/lab-cleanup.js';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import type { Machine } from '../../src/providers/provider.js';
+import type { Machine } from '../../src/base/machine.js';
 import { labProvider } from '../../src/providers/lab/index.js';
 import { cleanupLabClusters, labHost, labTestContext } from '../support/lab-cleanup.js';
 import { cli, isRoot, lastJson, onHost, testHome } from '../support/lab.js';

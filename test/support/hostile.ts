@@ -8,7 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { InventoryError, UsageError } from '../../src/core/errors.js';
+import { InventoryError, UsageError } from '../../src/base/errors.js';
 import { loadInventory } from '../../src/inventory/index.js';
 import { providers } from '../../src/providers/registry.js';
 import { loadStack } from '../../src/swarm/compose/load.js';

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { EventBus, type SwarmformEvent } from '../../src/core/events.js';
+import { EventBus, type SwarmformEvent } from '../../src/base/events.js';
 import type { HostSpec, Inventory } from '../../src/inventory/types.js';
 import { labProvider } from '../../src/providers/lab/index.js';
 import type { ProviderContext } from '../../src/providers/provider.js';

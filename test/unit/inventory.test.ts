@@ -5,10 +5,11 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { InventoryError, UsageError, type InventoryProblem } from '../../src/core/errors.js';
+import { InventoryError, UsageError, type InventoryProblem } from '../../src/base/errors.js';
 import { loadInventory, parseInventory } from '../../src/inventory/load-inventory.js';
 import { NameRangeError, expandNameRange, hostnameProblem, parseNameRange } from '../../src/inventory/name-range.js';
 import type { ProviderRegistry } from '../../src/inventory/provider-registry.js';
+import { labHostLimit } from '../../src/providers/lab/settings.js';
 import { ShellWordsError, splitShellWords } from '../../src/inventory/shell-words.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -16,7 +17,7 @@ const FIXTURES = path.join(ROOT, 'test/fixtures/inventory');
 const FILE = path.join(FIXTURES, 'test.yml');
 
 const providers: ProviderRegistry = {
-  lab: { schemas: { settings: z.object({ subnet: z.string().default('198.18.0.0/24') }).strict() } },
+  lab: { schemas: { settings: z.object({ subnet: z.string().default('198.18.0.0/24') }).strict() }, hostLimit: labHostLimit },
   ssh: { schemas: {} },
   // A provider with required settings and typed options, to check that provider schemas are applied with positions.
   cloud: {

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 
 import { after, before, test } from 'node:test';
-import { UsageError } from '../../src/core/errors.js';
+import { UsageError } from '../../src/base/errors.js';
 import { AwsProvider, awsCallPlan } from '../../src/providers/aws/index.js';
 import { awsSettings } from '../../src/providers/aws/settings.js';
 import { imageDefaultUser, loginUser } from '../../src/providers/aws/users.js';

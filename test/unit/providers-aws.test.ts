@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import { plan } from '../../src/core/plan.js';
 import { AwsProvider, awsCallPlan } from '../../src/providers/aws/index.js';
 import { awsSettings } from '../../src/providers/aws/settings.js';
-import type { Machine } from '../../src/providers/provider.js';
+import type { Machine } from '../../src/base/machine.js';
 import { Ec2Stub } from '../support/stubs/ec2-stub.js';
 import { cloudContext, FAKE, messages, operatorKey, sshBanner, useFakeCloudEnv } from '../support/stubs/cloud-test-kit.js';
 import { tempDir } from '../support/tmp.js';

@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import { plan } from '../../src/core/plan.js';
 import { DigitalOceanProvider, doCallPlan } from '../../src/providers/digitalocean/index.js';
 import { doSettings } from '../../src/providers/digitalocean/settings.js';
-import type { Machine } from '../../src/providers/provider.js';
+import type { Machine } from '../../src/base/machine.js';
 import { DoStub } from '../support/stubs/do-stub.js';
 import { cloudContext, FAKE, messages, operatorKey, sshBanner, useFakeCloudEnv } from '../support/stubs/cloud-test-kit.js';
 import { tempDir } from '../support/tmp.js';

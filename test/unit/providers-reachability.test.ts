@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { openContext } from '../../src/core/context.js';
-import { EventBus } from '../../src/core/events.js';
+import { openContext } from '../../src/cluster/context.js';
+import { EventBus } from '../../src/base/events.js';
 import { plan } from '../../src/core/plan.js';
 import { up } from '../../src/core/up.js';
-import { UsageError } from '../../src/core/errors.js';
+import { UsageError } from '../../src/base/errors.js';
 import { existsSync } from 'node:fs';
 import { formatPlan } from '../../src/cli/format.js';
 import { cloudContext, operatorKey } from '../support/stubs/cloud-test-kit.js';

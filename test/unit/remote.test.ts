@@ -148,7 +148,7 @@ test('a channel the agent destroys unused is forgotten once the far side closes 
 
 test('a failure on a lost connection names the host and the cause; other errors stay as they are', async () => {
   const { explainLoss, lossReason } = await import('../../src/remote/remote.js');
-  const { HostStepError } = await import('../../src/core/errors.js');
+  const { HostStepError } = await import('../../src/base/errors.js');
   const lost = lossReason(new Error('Keepalive timeout'));
   assert.match(lost, /no answer to SSH keepalives for 60 s/);
   const e = explainLoss(new HostStepError('w-1', 'join', 'socket hang up', { hint: 'h' }), { name: 'w-1', lost });
@@ -164,7 +164,7 @@ test('a failure on a lost connection names the host and the cause; other errors 
 
 test("an engine that hung up mid-call is pinged: restarted (answers again) or down (does not), said in the failure", async () => {
   const { explainEngineLoss } = await import('../../src/remote/remote.js');
-  const { HostStepError } = await import('../../src/core/errors.js');
+  const { HostStepError } = await import('../../src/base/errors.js');
   const engineThat = (answers: boolean) => ({ ping: () => (answers ? Promise.resolve('OK') : Promise.reject(new Error('connect ENOENT /var/run/docker.sock'))) });
   const hung = () => new HostStepError('m-3', 'join manager', 'join via m-1 failed: socket hang up');
   const back = await explainEngineLoss(hung(), { name: 'm-3', lost: undefined, engine: () => engineThat(true) as never });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { EventBus, type SwarmformEvent } from '../../src/core/events.js';
+import { EventBus, type SwarmformEvent } from '../../src/base/events.js';
 import {
   aggregateLine,
   chooseMode,

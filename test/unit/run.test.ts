@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { UsageError } from '../../src/core/errors.js';
-import { EventBus, type SwarmformEvent } from '../../src/core/events.js';
+import { UsageError } from '../../src/base/errors.js';
+import { EventBus, type SwarmformEvent } from '../../src/base/events.js';
 import {
   backoffDelay,
   CancelledError,

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { createRenderer, formatSummary, summary } from '../../src/cli/render/index.js';
 import { StepCounts } from '../../src/cli/render/aggregate-renderer.js';
 import { formatStatus } from '../../src/cli/format.js';
-import type { SwarmformEvent } from '../../src/core/events.js';
+import type { SwarmformEvent } from '../../src/base/events.js';
 import type { ClusterStatus, NodeStatus } from '../../src/swarm/status.js';
 
 type E = SwarmformEvent;

@@ -5,15 +5,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import Docker from 'dockerode';
-import { InventoryError } from '../../src/core/errors.js';
+import { InventoryError } from '../../src/base/errors.js';
 import { loadInventory } from '../../src/inventory/index.js';
 import { providers } from '../../src/providers/registry.js';
 import { boundInputOf, lowerBounds } from '../../src/providers/sim/bounds.js';
 import { meanOf, meets, Rng, Servers, stableDraw } from '../../src/providers/sim/model.js';
 import { simSettings } from '../../src/providers/sim/settings.js';
 import { openWorld, type SimWorld } from '../../src/providers/sim/world.js';
-import { simDocker } from '../../src/remote/sim-engine.js';
-import { SimRemote } from '../../src/remote/sim-remote.js';
+import { simDocker } from '../../src/providers/sim/engine.js';
+import { SimRemote } from '../../src/providers/sim/remote.js';
 
 const dirs: string[] = [];
 const tempDir = (): string => {

@@ -5,8 +5,8 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { LockedError, SwarmformError, UsageError } from '../../src/core/errors.js';
-import type { Machine } from '../../src/providers/provider.js';
+import { LockedError, SwarmformError, UsageError } from '../../src/base/errors.js';
+import type { Machine } from '../../src/base/machine.js';
 import { clusterDir, fingerprint, keyType, KnownHosts, lockPath, openState, redact, stateHome } from '../../src/state/index.js';
 
 let home: string;

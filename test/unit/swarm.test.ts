@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { planQuorum } from '../../src/raft/quorum.js';
 import { advertiseAddress } from '../../src/swarm/advertise.js';
 import { SPEC_HASH_LABEL, toEngineSpec } from '../../src/swarm/service-spec.js';
-import type { Machine } from '../../src/providers/provider.js';
+import type { Machine } from '../../src/base/machine.js';
 import type { ServiceSpec } from '../../src/inventory/types.js';
 
 test('quorum sizes and warnings', () => {

@@ -1,6 +1,6 @@
 /** `swarmform lab prune`: housekeeping of the lab provider's shared cache on this machine (needs no inventory). */
 import type { Argv, CommandModule } from 'yargs';
-import { exitCodeOf } from '../../core/errors.js';
+import { exitCodeOf } from '../../base/errors.js';
 import { pruneLabCache } from '../../providers/lab/prune.js';
 import { type Common, report } from '../command-kit.js';
 

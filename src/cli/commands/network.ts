@@ -2,7 +2,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { networkCreate, networkLs, networkRm } from '../../core/network.js';
 import { filtersOf } from '../../core/service.js';
-import { UsageError } from '../../core/errors.js';
+import { UsageError } from '../../base/errors.js';
 import { type Common, run } from '../command-kit.js';
 import { table } from '../table.js';
 import { list } from './service.js';

@@ -5,7 +5,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { joinToken, nodeDemote, nodeInspect, nodeLs, nodePromote, nodeRm, nodeUpdate } from '../../core/node.js';
 import { filtersOf } from '../../core/service.js';
-import { UsageError } from '../../core/errors.js';
+import { UsageError } from '../../base/errors.js';
 import { type Common, run } from '../command-kit.js';
 import { table } from '../table.js';
 import { list } from './service.js';

@@ -15,7 +15,7 @@ import {
   serviceScale,
   serviceUpdate,
 } from '../../core/service.js';
-import { SwarmformError, UsageError } from '../../core/errors.js';
+import { SwarmformError, UsageError } from '../../base/errors.js';
 import type { WatchOutcome } from '../../swarm/service-progress.js';
 import { prettyService, type UpdateFlags } from '../../swarm/service-ops.js';
 import { redact } from '../../state/redact.js';

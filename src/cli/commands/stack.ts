@@ -1,6 +1,6 @@
 /** `swarmform stack deploy|ls|services|ps|rm`: compose stacks, as `docker stack` does, through a manager's Engine API. */
 import type { Argv, CommandModule } from 'yargs';
-import { UsageError } from '../../core/errors.js';
+import { UsageError } from '../../base/errors.js';
 import { stackDeploy, type StackDeployResult, stackLs, stackPs, stackRm, stackServicesOf } from '../../core/stack.js';
 import { type Common, run, typed } from '../command-kit.js';
 import { table } from '../table.js';

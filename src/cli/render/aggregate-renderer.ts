@@ -6,7 +6,7 @@
  *     now: install engine 29, start engine 3
  *     ✖ worker-0917: install engine: command failed (exit 100): E: Failed to fetch ...
  */
-import type { Phase, SwarmformEvent } from '../../core/events.js';
+import type { Phase, SwarmformEvent } from '../../base/events.js';
 import { redact } from '../../state/redact.js';
 import { FailureLog } from './failures.js';
 import { bareMessage, clock, duration, fit } from './format.js';

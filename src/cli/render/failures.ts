@@ -1,4 +1,4 @@
-import type { SwarmformEvent } from '../../core/events.js';
+import type { SwarmformEvent } from '../../base/events.js';
 import { formatSummary, summary } from './summary.js';
 
 /** Keeps the `fail` step events a renderer sees (only those: bounded by the number of failures) for `summary()`. */

@@ -1,4 +1,4 @@
-import type { SwarmformEvent } from '../../core/events.js';
+import type { SwarmformEvent } from '../../base/events.js';
 import { redact } from '../../state/redact.js';
 import { FailureLog } from './failures.js';
 import type { OutputStream, Renderer } from './types.js';

@@ -1,4 +1,4 @@
-import type { Phase, SwarmformEvent } from '../../core/events.js';
+import type { Phase, SwarmformEvent } from '../../base/events.js';
 
 type Outcome = 'ok' | 'fail' | 'skip';
 type StepEvent = Extract<SwarmformEvent, { type: 'step' }>;

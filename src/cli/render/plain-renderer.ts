@@ -3,7 +3,7 @@
  * also one line per host step outcome, for large ones a progress line at most every 5 s. Lines carry the time since
  * the start: `[  12.3s] swarm: 3 ok, 1 failed, 0 skipped (4.1s)`.
  */
-import type { Phase, SwarmformEvent } from '../../core/events.js';
+import type { Phase, SwarmformEvent } from '../../base/events.js';
 import { redact } from '../../state/redact.js';
 import { FailureLog } from './failures.js';
 import { bareMessage, clock, duration, plural, stamp } from './format.js';

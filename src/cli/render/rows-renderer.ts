@@ -10,7 +10,7 @@
  * title, and listr2 does not draw untitled tasks. Events drive a model; listr2 only draws it.
  */
 import { DefaultRenderer, Listr, ListrLogger, ProcessOutput, type ListrTask } from 'listr2';
-import type { Phase, SwarmformEvent } from '../../core/events.js';
+import type { Phase, SwarmformEvent } from '../../base/events.js';
 import { redact } from '../../state/redact.js';
 import { FailureLog } from './failures.js';
 import { bareMessage, duration, stamp } from './format.js';

@@ -2,7 +2,7 @@
  * The end-of-run failure summary: failed hosts grouped by cause, so 2,000 identical "connection refused" lines
  * become one: `3 hosts: ssh: connection refused (worker-1, worker-7, worker-9)`.
  */
-import type { Phase, SwarmformEvent } from '../../core/events.js';
+import type { Phase, SwarmformEvent } from '../../base/events.js';
 import { redact } from '../../state/redact.js';
 import { bareMessage, plural } from './format.js';
 

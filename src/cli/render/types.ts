@@ -1,4 +1,4 @@
-import type { SwarmformEvent } from '../../core/events.js';
+import type { SwarmformEvent } from '../../base/events.js';
 
 /** How events are shown: JSON lines, listr2 rows, one aggregate line per phase, or plain log lines. */
 export type RenderMode = 'json' | 'rows' | 'aggregate' | 'plain';

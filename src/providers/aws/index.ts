@@ -5,9 +5,10 @@
  */
 import type { EC2Client, Instance, IpPermission, Tag } from '@aws-sdk/client-ec2';
 import pLimit from 'p-limit';
-import { UsageError } from '../../core/errors.js';
+import { UsageError } from '../../base/errors.js';
 import type { HostSpec, Inventory } from '../../inventory/types.js';
-import type { BatchResult, Machine, Provider, ProviderArtifacts, ProviderContext, ProviderInfo } from '../provider.js';
+import type { BatchResult, Provider, ProviderArtifacts, ProviderContext, ProviderInfo } from '../provider.js';
+import type { Machine } from '../../base/machine.js';
 import { inventorySsh } from '../ssh/index.js';
 import {
   chunk,

@@ -3,7 +3,7 @@
  * default chain (environment, shared config and credentials files, SSO, instance roles).
  */
 import { z } from 'zod';
-import { UsageError } from '../../core/errors.js';
+import { UsageError } from '../../base/errors.js';
 import type { HostSpec, Inventory } from '../../inventory/types.js';
 import { cidrProblem } from '../cloud/common.js';
 

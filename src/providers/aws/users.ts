@@ -3,7 +3,7 @@
  * log in as the distribution's cloud user, which only the image's name or description tells.
  */
 import type { Image } from '@aws-sdk/client-ec2';
-import { UsageError } from '../../core/errors.js';
+import { UsageError } from '../../base/errors.js';
 import type { HostSpec } from '../../inventory/types.js';
 
 /** What DescribeImages says about an image (the fields the user is read from). */

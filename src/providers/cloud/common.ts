@@ -10,10 +10,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import nunjucks from 'nunjucks';
 import pLimit from 'p-limit';
-import { UsageError } from '../../core/errors.js';
+import { UsageError } from '../../base/errors.js';
 import { isCidr } from '../../inventory/schema.js';
 import type { HostSpec, Inventory } from '../../inventory/types.js';
-import type { FirewallRule, Machine, ProviderContext } from '../provider.js';
+import type { FirewallRule, ProviderContext } from '../provider.js';
+import type { Machine } from '../../base/machine.js';
 
 /** Swarm ports a cluster-scoped cloud firewall opens, to the cluster's own members only. */
 export const CLOUD_SWARM_RULES: readonly { port: string; protocol: 'tcp' | 'udp' | 'esp'; why: string }[] = [

@@ -7,7 +7,7 @@
  */
 import { DigitalOcean } from 'digitalocean-js';
 import { instance } from 'digitalocean-js/src/lib/axios-instance.js';
-import { UsageError } from '../../core/errors.js';
+import { UsageError } from '../../base/errors.js';
 import { checkEndpoint } from '../cloud/common.js';
 import type { DoSettings } from './settings.js';
 

@@ -5,9 +5,10 @@
  */
 import pLimit from 'p-limit';
 import type { Droplet, Firewall, FirewallInboundRule, FirewallOutboundRule, SshKey } from 'digitalocean-js';
-import { UsageError } from '../../core/errors.js';
+import { UsageError } from '../../base/errors.js';
 import type { HostSpec, Inventory } from '../../inventory/types.js';
-import type { BatchResult, Machine, Provider, ProviderArtifacts, ProviderContext, ProviderInfo } from '../provider.js';
+import type { BatchResult, Provider, ProviderArtifacts, ProviderContext, ProviderInfo } from '../provider.js';
+import type { Machine } from '../../base/machine.js';
 import { inventorySsh } from '../ssh/index.js';
 import { chunk, cloudRules, md5Fingerprint, operatorPublicKey, renderUserData, ruleLines, shapeGroups, sleep, SshWaits } from '../cloud/common.js';
 import { type DoStats, doClient, doToken } from './client.js';

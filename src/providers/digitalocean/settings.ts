@@ -1,6 +1,6 @@
 /** `providers.digitalocean` settings and a digitalocean group's `options`. The token is never a setting. */
 import { z } from 'zod';
-import { UsageError } from '../../core/errors.js';
+import { UsageError } from '../../base/errors.js';
 import type { HostSpec, Inventory } from '../../inventory/types.js';
 import { cidrProblem } from '../cloud/common.js';
 

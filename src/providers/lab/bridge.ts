@@ -6,7 +6,7 @@
  * another interface: lab hosts reach each other and the root namespace (INPUT/OUTPUT, not FORWARD), nothing else,
  * even when the machine has ip_forward on for its own reasons.
  */
-import { UsageError } from '../../core/errors.js';
+import { UsageError } from '../../base/errors.js';
 import { gatewayOf, overlaps, parseIp, type Subnet } from './addresses.js';
 import { promises as fs } from 'node:fs';
 import { run } from './exec.js';

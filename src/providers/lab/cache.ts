@@ -4,7 +4,7 @@
  * crashed or concurrent build never leaves a half-written artifact under the final name.
  */
 import { createHash } from 'node:crypto';
-import { sha256File } from '../../core/checksum.js';
+import { sha256File } from '../../base/checksum.js';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { run } from './exec.js';

@@ -5,9 +5,9 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { HostStepError, UsageError } from '../../core/errors.js';
+import { HostStepError, UsageError } from '../../base/errors.js';
 import type { HostSpec } from '../../inventory/types.js';
-import type { Machine } from '../provider.js';
+import type { Machine } from '../../base/machine.js';
 import { formatIp, gatewayOf, type Subnet } from './addresses.js';
 import { hostOverlays, type MaskLayer, type MaskOverlay } from './engine-mask.js';
 import { CommandError, tail } from './exec.js';

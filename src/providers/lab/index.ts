@@ -5,9 +5,10 @@
  */
 import { existsSync } from 'node:fs';
 import pLimit from 'p-limit';
-import { UsageError } from '../../core/errors.js';
+import { UsageError } from '../../base/errors.js';
 import type { HostSpec } from '../../inventory/types.js';
-import type { BatchResult, Machine, Provider, ProviderArtifacts, ProviderContext, ProviderInfo } from '../provider.js';
+import type { BatchResult, Provider, ProviderArtifacts, ProviderContext, ProviderInfo } from '../provider.js';
+import type { Machine } from '../../base/machine.js';
 import { allocateAddresses, capacity, firstAddresses, gatewayOf, isHostAddress } from './addresses.js';
 import { baseImage, BASE_IMAGE_TAG } from './base-image.js';
 import { ensureBridge, ensureForwardRules, ensureNeighbourCapacity } from './bridge.js';
@@ -18,7 +19,7 @@ import { ensureClusterKey, readPublicKey } from './keys.js';
 import { checkClusterName, checkHostName, defaultBridgeName, netnsName, ruleComment } from './names.js';
 import { hostPaths, maskDir } from './paths.js';
 import { labPreflight } from './preflight.js';
-import { labOptionsSchema, labSettings, labSettingsSchema, osChoice, type OsChoice } from './settings.js';
+import { labHostLimit, labOptionsSchema, labSettings, labSettingsSchema, osChoice, type OsChoice } from './settings.js';
 import { ensureMirrorServer, MIRROR_PORT, packageMirrors } from './mirror.js';
 import { CODENAMES, osImage } from './os-image.js';
 import { ensureInotifyCapacity, ensureOsHost, isOsHostDir } from './os-host.js';
@@ -35,6 +36,7 @@ function errorOf(e: unknown): Error {
 export class LabProvider implements Provider {
   readonly name = 'lab';
   readonly schemas = { settings: labSettingsSchema, options: labOptionsSchema };
+  readonly hostLimit = labHostLimit;
 
   info(): ProviderInfo {
     return {

@@ -3,7 +3,7 @@
  * run's leftovers can be found again without any state file.
  */
 import { createHash } from 'node:crypto';
-import { UsageError } from '../../core/errors.js';
+import { UsageError } from '../../base/errors.js';
 
 /** Lowercase letters, digits and inner hyphens: safe in paths, netns names, hostnames and iptables comments. */
 const NAME_RE = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;

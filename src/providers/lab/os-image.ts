@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { UsageError } from '../../core/errors.js';
+import { UsageError } from '../../base/errors.js';
 import { exists } from './cache.js';
 import { CommandError, run, tail } from './exec.js';
 import { addToMirror, mirrorReady } from './mirror.js';

@@ -4,7 +4,7 @@
  */
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
-import { UsageError } from '../../core/errors.js';
+import { UsageError } from '../../base/errors.js';
 import { commandEnv } from './exec.js';
 
 /** Each tool the lab runs, the path it is looked up at (or a bare name for PATH), and its Debian package. */

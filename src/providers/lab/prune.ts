@@ -6,7 +6,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { UsageError } from '../../core/errors.js';
+import { UsageError } from '../../base/errors.js';
 import { exists } from './cache.js';
 import { runningMirrorServers } from './mirror.js';
 import { findMachines } from './os-host.js';

@@ -3,9 +3,9 @@
  * space): it cannot collide with a real network, and tests may only ever send traffic to lab addresses.
  */
 import { z } from 'zod';
-import { UsageError } from '../../core/errors.js';
+import { UsageError } from '../../base/errors.js';
 import type { HostSpec, Inventory } from '../../inventory/types.js';
-import { contains, parseCidr, type Subnet } from './addresses.js';
+import { capacity, contains, parseCidr, type Subnet } from './addresses.js';
 import { defaultBridgeName } from './names.js';
 
 /** The only space lab subnets may come from. */
@@ -115,6 +115,32 @@ export function osChoice(host: HostSpec, settings: Pick<LabSettings, 'os'>): OsC
   }
   const packages = [...new Set(parsed.data.packages ?? [])].sort();
   return { os, user: parsed.data.user ?? DEFAULT_OS_USER, firewall: parsed.data.firewall ?? 'nftables', packages };
+}
+
+/**
+ * Why `hosts` lab hosts do not fit the (validated) settings' subnet, with the subnet that would fit; undefined when
+ * they fit. Read by the inventory loader through the provider's `hostLimit`.
+ */
+export function labHostLimit(hosts: number, settings: Record<string, unknown>, given: (key: string) => boolean): string | undefined {
+  const subnet = typeof settings.subnet === 'string' ? parseCidr(settings.subnet) : undefined;
+  if (subnet === undefined || hosts <= capacity(subnet)) return undefined;
+  const fit = prefixFor(hosts);
+  return (
+    `providers.lab.subnet ${subnet.cidr}${given('subnet') ? '' : ' (the default)'} holds ` +
+    `${capacity(subnet)} (${2 ** (32 - subnet.prefix)} addresses less the network, the bridge's .1 and the broadcast): ` +
+    (fit === undefined
+      ? `the lab holds at most ${capacity(labSpace)} hosts (${LAB_SPACE}); use fewer hosts`
+      : `set providers.lab.subnet to a /${fit}${fit > labSpace.prefix ? ' or larger' : ''} inside ${LAB_SPACE} ` +
+        `(e.g. ${LAB_SPACE.split('/')[0]}/${fit}), or use fewer hosts`)
+  );
+}
+
+/** The longest prefix inside the lab space whose subnet holds `hosts`; undefined when none does. */
+function prefixFor(hosts: number): number | undefined {
+  for (let p = 30; p >= labSpace.prefix; p--) {
+    if (capacity({ cidr: '', network: 0, prefix: p, broadcast: 2 ** (32 - p) - 1 }) >= hosts) return p;
+  }
+  return undefined;
 }
 
 /** Why a subnet string cannot be used, or undefined when it can. */

@@ -1,21 +1,19 @@
 /**
  * The `sim` provider: a simulated cloud for rehearsing thousands of hosts on one machine. Machines are created through
  * a modelled cloud API (batch size, a token-bucket rate limit answered with HTTP 429, call latency, boot time, a share
- * of "no capacity" failures) and reached through the simulated transport (src/remote/sim-remote.ts), which Sessions
- * picks for every machine of this provider. Everything else in a run is the real code. The world (machines, engines,
+ * of "no capacity" failures) and reached through the simulated transport (./remote.ts), which the provider's `connect`
+ * hands to Sessions for every machine of this provider. Everything else in a run is the real code. The world (machines, engines,
  * the swarm) persists in the cluster's state directory between runs.
  */
-import { SwarmformError } from '../../core/errors.js';
-import { transports } from '../../core/sessions.js';
+import { SwarmformError } from '../../base/errors.js';
 import type { HostSpec } from '../../inventory/types.js';
-import { connectSim } from '../../remote/sim-remote.js';
+import { connectSim } from './remote.js';
 import { sleep } from '../../run/retry.js';
-import type { BatchResult, Machine, Provider, ProviderContext } from '../provider.js';
+import type { BatchResult, Provider, ProviderContext } from '../provider.js';
+import type { Machine } from '../../base/machine.js';
 import { meanOf } from './model.js';
 import { simOptionsSchema, simSettings, simSettingsSchema, type SimSettings } from './settings.js';
 import { openWorld, type SimHost, type SimWorld } from './world.js';
-
-transports.set('sim', connectSim);
 
 /** The world of the context's cluster (loaded from its state directory on first use). */
 export function simWorld(ctx: ProviderContext): SimWorld {
@@ -78,6 +76,7 @@ export function provisionLowerBoundMs(s: SimSettings, n: number): number {
 }
 
 export const simProvider: Provider = {
+  connect: connectSim,
   name: 'sim',
   schemas: { settings: simSettingsSchema, options: simOptionsSchema },
 

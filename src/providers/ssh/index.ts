@@ -5,9 +5,10 @@
  */
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
-import { UsageError } from '../../core/errors.js';
+import { UsageError } from '../../base/errors.js';
 import type { HostSpec, SshSettings } from '../../inventory/types.js';
-import type { BatchResult, Machine, Provider, ProviderContext } from '../provider.js';
+import type { BatchResult, Provider, ProviderContext } from '../provider.js';
+import type { Machine } from '../../base/machine.js';
 
 /**
  * The inventory's ssh settings a Machine carries besides host, port, user and key: become, bastions, the OpenSSH

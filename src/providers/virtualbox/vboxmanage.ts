@@ -1,6 +1,6 @@
 /** Runs VBoxManage: an argument array (never a shell), errors that name the command and keep its stderr tail. */
 import { execFile } from 'node:child_process';
-import { UsageError } from '../../core/errors.js';
+import { UsageError } from '../../base/errors.js';
 
 export class VBoxError extends Error {
   constructor(

@@ -7,7 +7,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
-import { InventoryError, UsageError, type InventoryProblem } from '../../core/errors.js';
+import { InventoryError, UsageError, type InventoryProblem } from '../../base/errors.js';
 import { resolveLocalPath } from '../../inventory/local-paths.js';
 import { type DocPath, formatPath, ProblemList } from '../../inventory/problems.js';
 import { readInputFile } from '../../inventory/read-input.js';

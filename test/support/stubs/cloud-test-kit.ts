@@ -9,8 +9,8 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { type Context, openContext } from '../../../src/core/context.js';
-import { EventBus, type SwarmformEvent } from '../../../src/core/events.js';
+import { type Context, openContext } from '../../../src/cluster/context.js';
+import { EventBus, type SwarmformEvent } from '../../../src/base/events.js';
 
 /**
  * Fake credentials, made at run time in the providers' formats (so nothing key-shaped is committed) and unique per

@@ -6,8 +6,8 @@
  * budget. Answering at the modem keeps dockerode's request building and error shapes and costs a few microseconds.
  */
 import type Docker from 'dockerode';
-import { preciseNow, sleepUntil } from '../providers/sim/model.js';
-import { type SimCluster, type SimHost, type SimNode, type SimWorld, traceServer } from '../providers/sim/world.js';
+import { preciseNow, sleepUntil } from './model.js';
+import { type SimCluster, type SimHost, type SimNode, type SimWorld, traceServer } from './world.js';
 
 type Answer = { status: number; json: unknown };
 

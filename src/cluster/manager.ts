@@ -4,11 +4,11 @@
  * cost one timeout, not one each.
  */
 import type Docker from 'dockerode';
-import type { Machine } from '../providers/provider.js';
+import type { Machine } from '../base/machine.js';
 import type { Remote } from '../remote/remote.js';
 import { localSwarm } from '../swarm/node-state.js';
 import type { Context } from './context.js';
-import { SwarmformError } from './errors.js';
+import { SwarmformError } from '../base/errors.js';
 import { knownMachines } from './machines.js';
 import { Sessions } from './sessions.js';
 import { withTimeout } from '../run/timeout.js';

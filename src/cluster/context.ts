@@ -6,10 +6,10 @@ import { loadInventory } from '../inventory/index.js';
 import type { HostSpec, Inventory } from '../inventory/types.js';
 import type { Provider, ProviderContext } from '../providers/provider.js';
 import { providerFor, providers } from '../providers/registry.js';
-import { readRaftFile } from '../raft/roles.js';
+import { readRaftFile } from './roles.js';
 import { type ClusterState, openState } from '../state/store.js';
-import { UsageError } from './errors.js';
-import type { EventBus } from './events.js';
+import { UsageError } from '../base/errors.js';
+import type { EventBus } from '../base/events.js';
 
 /** The inventory used when none is given: `inventories/lab.yml` of the working directory, else the one shipped. */
 export function defaultInventoryPath(): string {

@@ -1,5 +1,5 @@
 /** The cluster's machines: what the providers discover, completed by local state (for providers that cannot list). */
-import type { Machine } from '../providers/provider.js';
+import type { Machine } from '../base/machine.js';
 import type { Context } from './context.js';
 
 /** Providers' own discovery first (so teardown works without local state), then state for anything not found. */

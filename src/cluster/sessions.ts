@@ -1,22 +1,14 @@
 /** One SSH connection per host for the whole run, opened in parallel with backoff while hosts boot. */
-import type { EventBus, Phase } from './events.js';
-import type { Machine } from '../providers/provider.js';
-import type { Remote } from '../remote/remote.js';
-import { HostStepError } from './errors.js';
+import type { EventBus, Phase } from '../base/events.js';
+import type { Machine } from '../base/machine.js';
+import type { Session } from '../remote/remote.js';
+import { providerFor } from '../providers/registry.js';
+import { HostStepError } from '../base/errors.js';
 import { resolveSsh, type ResolvedSsh } from '../remote/ssh-config.js';
 import { connectSsh, type HostKeyStore, HostKeyMismatchError } from '../remote/ssh-remote.js';
 import { fanout } from '../run/fanout.js';
 import { retry } from '../run/retry.js';
 
-/** An open connection as Sessions keeps it: a Remote that knows when it has closed. */
-export type Session = Remote & { readonly isClosed: boolean };
-
-/**
- * The transport seam: machines of a provider named here are reached through its connect function instead of SSH
- * (the `sim` provider registers its in-process simulated transport). Same contract as connectSsh: one attempt,
- * throws on failure, Sessions retries.
- */
-export const transports = new Map<string, (m: Machine) => Promise<Session>>();
 
 export class Sessions {
   private readonly open = new Map<string, Session>();
@@ -49,7 +41,9 @@ export class Sessions {
     const have = this.get(m.name);
     if (have) return have;
     const deadline = Date.now() + timeoutS * 1000;
-    const via = transports.get(m.provider);
+    // A provider with its own transport (the simulation) is reached through it instead of SSH.
+    const provider = providerFor(m.provider);
+    const via = provider.connect?.bind(provider);
     // The OpenSSH config (HostName, User, Port, IdentityFile, ProxyJump) fills what the inventory left unset.
     let target: ResolvedSsh | undefined;
     if (!via) {

@@ -5,13 +5,13 @@
  * call waits the model's latency, scaled by `providers.sim.timeScale`.
  */
 import Docker from 'dockerode';
-import { HostStepError } from '../core/errors.js';
-import { notRetryable } from '../run/retry.js';
-import type { Machine } from '../providers/provider.js';
-import { fnv1a, sleepUntil } from '../providers/sim/model.js';
-import { type SimHost, type SimWorld, traceServer, worldOf } from '../providers/sim/world.js';
-import { type AttachIO, type CommandResult, type Remote, type RunOptions, tail } from './remote.js';
-import { simDocker } from './sim-engine.js';
+import { HostStepError } from '../../base/errors.js';
+import { notRetryable } from '../../run/retry.js';
+import type { Machine } from '../../base/machine.js';
+import { fnv1a, sleepUntil } from './model.js';
+import { type SimHost, type SimWorld, traceServer, worldOf } from './world.js';
+import { type AttachIO, type CommandResult, type Remote, type RunOptions, tail } from '../../remote/remote.js';
+import { simDocker } from './engine.js';
 
 /** Opens the simulated connection to a sim machine (`providerId` is `cluster/name`); fails like SSH would. */
 export async function connectSim(m: Machine): Promise<SimRemote> {
