@@ -73,6 +73,22 @@ export class PartialError extends SwarmformError {
   }
 }
 
+/**
+ * A broken invariant of swarmform's own code (a bug, not bad input or a failing host): the message says what should
+ * have held, the hint asks for a report.
+ */
+export class InternalError extends SwarmformError {
+  constructor(message: string, opts?: { cause?: unknown }) {
+    super(`internal error: ${message}`, { hint: 'this is a bug in swarmform: please report it with the command and the output of SWARMFORM_DEBUG=1', cause: opts?.cause });
+  }
+}
+
+/**
+ * Something outside swarmform failed and no single host is to blame: a cloud API that did not settle in time, a local
+ * server that would not start or stop (exit 1). The hint says what to try; a host's failure is a HostStepError.
+ */
+export class ExternalError extends SwarmformError {}
+
 /** Another run holds the cluster's lock. */
 export class LockedError extends SwarmformError {}
 

@@ -3,17 +3,22 @@
  * stay few when members are contiguous (a lab subnet, a cloud's sequential private addresses). Written by hand: the
  * npm CIDR libraries either merge ranges (covering addresses that are not members) or pull in large dependencies.
  */
+import { SwarmformError } from '../base/errors.js';
 
 /** Parses dotted IPv4 to an unsigned 32-bit integer; throws on anything else. */
 export function ipv4ToInt(ip: string): number {
   const parts = ip.split('.');
-  if (parts.length !== 4) throw new Error(`not an IPv4 address: ${ip}`);
+  if (parts.length !== 4) throw notIpv4(ip);
   let n = 0;
   for (const p of parts) {
-    if (!/^\d{1,3}$/.test(p) || Number(p) > 255) throw new Error(`not an IPv4 address: ${ip}`);
+    if (!/^\d{1,3}$/.test(p) || Number(p) > 255) throw notIpv4(ip);
     n = n * 256 + Number(p);
   }
   return n >>> 0;
+}
+
+function notIpv4(ip: string): SwarmformError {
+  return new SwarmformError(`not an IPv4 address: ${ip}`, { hint: 'the firewall rules between members take dotted IPv4 addresses: give the host an IPv4 address in the inventory (not a name or an IPv6 address)' });
 }
 
 /** Formats an unsigned 32-bit integer as dotted IPv4. */

@@ -5,6 +5,7 @@
  * later runs on an inventory that has any.
  */
 import path from 'node:path';
+import { InternalError } from '../base/errors.js';
 import { expandHosts } from './expand-hosts.js';
 import { checkHostLimits, providersUsed } from './host-count.js';
 import { ProblemList } from './problems.js';
@@ -45,7 +46,7 @@ export function parseInventory(text: string, file: string, opts: LoadOptions): I
   const problems = new ProblemList(abs, renderedLineNote(source, rendered ?? ''));
   const yaml = YamlSource.parse(rendered ?? '', problems);
   problems.throwIfAny();
-  if (yaml === null) throw new Error('unreachable: YAML parse failed without problems');
+  if (yaml === null) throw new InternalError(`${abs}: the YAML parse failed without recording a problem`);
   problems.locate = (p, at) => yaml.locate(p, at);
 
   let data: unknown;

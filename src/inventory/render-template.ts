@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import nunjucks from 'nunjucks';
+import { UsageError } from '../base/errors.js';
 import type { ProblemList } from './problems.js';
 
 /** What an inventory may be before rendering (a hand-written inventory is a few kB; 100,000 hosts fit in ranges). */
@@ -38,7 +39,7 @@ runtime.fromIterator = (arr: unknown) => {
   if (loopBudget && list !== null && typeof list === 'object' && !fromRange.has(list)) {
     const items = Array.isArray(list) ? list.length : Object.keys(list).length;
     loopBudget.left -= items;
-    if (loopBudget.left < 0) throw new Error(loopsMessage(`a loop over ${items.toLocaleString('en')} items here`));
+    if (loopBudget.left < 0) throw new UsageError(loopsMessage(`a loop over ${items.toLocaleString('en')} items here`));
   }
   return list;
 };
@@ -75,7 +76,7 @@ export function renderTemplate(text: string, file: string, env: NodeJS.ProcessEn
     const by = Math.abs(Number(step) || 1);
     const count = Number.isFinite(hi - lo) ? Math.max(0, Math.ceil(Math.abs(hi - lo) / by)) : Infinity;
     budget.left -= count;
-    if (budget.left < 0) throw new Error(loopsMessage(`range() of ${Number.isFinite(count) ? count.toLocaleString('en') : 'an unbounded count'} here`));
+    if (budget.left < 0) throw new UsageError(loopsMessage(`range() of ${Number.isFinite(count) ? count.toLocaleString('en') : 'an unbounded count'} here`));
     const list = range(start, stop, step);
     fromRange.add(list);
     return list;
@@ -83,7 +84,7 @@ export function renderTemplate(text: string, file: string, env: NodeJS.ProcessEn
   for (const name of ['indent', 'center']) {
     const filter = nj.getFilter(name) as (...args: unknown[]) => unknown;
     nj.addFilter(name, (value: unknown, width?: unknown, ...rest: unknown[]) => {
-      if (Number(width) > MAX_FILTER_WIDTH) throw new Error(`${name}(${String(width)}): at most ${MAX_FILTER_WIDTH} columns`);
+      if (Number(width) > MAX_FILTER_WIDTH) throw new UsageError(`${name}(${String(width)}): at most ${MAX_FILTER_WIDTH} columns`);
       return filter(value, width, ...rest);
     });
   }
@@ -129,7 +130,7 @@ function templateMessage(err: unknown): string {
   const lines = raw.split('\n').map((l) => l.trim()).filter((l) => l !== '');
   let msg = lines[lines.length - 1] ?? raw;
   msg = msg.replace(/^(?:Template render error: )?(?:\([^)]*\)(?: \[Line \d+, Column \d+\])?\s*)?/, '');
-  msg = msg.replace(/^(?:Error: )+/, '').replace(/^parse\w*: /, '');
+  msg = msg.replace(/^(?:(?:Usage)?Error: )+/, '').replace(/^parse\w*: /, '');
   if (msg === 'unexpected end of file') msg += ' (is an {% endfor %}, {% endif %} or closing "}}" missing?)';
   return msg;
 }

@@ -8,6 +8,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import SSHConfig from 'ssh-config';
+import { UsageError } from '../base/errors.js';
 import type { Machine, SshHop } from '../base/machine.js';
 
 /** A hop as written: `[user@]host[:port]`; unset parts are filled later (config, then the host's own user, 22). */
@@ -33,6 +34,8 @@ export interface ResolvedSsh extends ResolvedHop {
   jump: ResolvedHop[];
 }
 
+const PROXY_JUMP_HINT = { hint: 'write ProxyJump as [user@]host[:port][,[user@]host[:port]...], e.g. ops@bastion.example.org:2222' };
+
 /**
  * Parses an OpenSSH ProxyJump value: `[user@]host[:port][,[user@]host[:port]...]`, IPv6 as `[addr]` or
  * `[addr]:port`, `ssh://[user@]host[:port]` URIs; `none` is an empty chain. Throws on a malformed entry.
@@ -43,13 +46,13 @@ export function parseProxyJump(value: string): JumpSpec[] {
   return text.split(',').map((raw) => {
     let s = raw.trim();
     if (s.startsWith('ssh://')) s = s.slice(6).replace(/\/$/, '');
-    if (s === '') throw new Error(`empty hop in ProxyJump "${value}"`);
+    if (s === '') throw new UsageError(`empty hop in ProxyJump "${value}"`, PROXY_JUMP_HINT);
     const hop: JumpSpec = { host: '' };
     const at = s.lastIndexOf('@');
     if (at >= 0) {
       hop.user = s.slice(0, at);
       s = s.slice(at + 1);
-      if (hop.user === '') throw new Error(`empty user in ProxyJump hop "${raw.trim()}"`);
+      if (hop.user === '') throw new UsageError(`empty user in ProxyJump hop "${raw.trim()}"`, PROXY_JUMP_HINT);
     }
     let portText: string | undefined;
     const v6 = /^\[([^\]]+)\](?::(.*))?$/.exec(s);
@@ -61,10 +64,10 @@ export function parseProxyJump(value: string): JumpSpec[] {
       if (colons === 1) [hop.host, portText] = s.split(':') as [string, string];
       else hop.host = s; // a bare name, or a bare IPv6 address (no port possible)
     }
-    if (hop.host === '' || /[\s/]/.test(hop.host)) throw new Error(`bad host in ProxyJump hop "${raw.trim()}"`);
+    if (hop.host === '' || /[\s/]/.test(hop.host)) throw new UsageError(`bad host in ProxyJump hop "${raw.trim()}"`, PROXY_JUMP_HINT);
     if (portText !== undefined) {
       const port = Number(portText);
-      if (!/^\d+$/.test(portText) || port < 1 || port > 65535) throw new Error(`bad port in ProxyJump hop "${raw.trim()}"`);
+      if (!/^\d+$/.test(portText) || port < 1 || port > 65535) throw new UsageError(`bad port in ProxyJump hop "${raw.trim()}"`, PROXY_JUMP_HINT);
       hop.port = port;
     }
     return hop;
@@ -157,7 +160,14 @@ export function resolveSsh(ssh: Machine['ssh']): ResolvedSsh {
   const host = c.hostname ?? ssh.host;
   const keyPath = ssh.keyPath ?? firstIdentity(c.identityFiles, host, user);
   let hops: (SshHop | JumpSpec)[] = ssh.jump ?? [];
-  if (ssh.jump === undefined && c.proxyjump) hops = parseProxyJump(c.proxyjump);
+  if (ssh.jump === undefined && c.proxyjump) {
+    try {
+      hops = parseProxyJump(c.proxyjump);
+    } catch (err) {
+      // The value came from the operator's OpenSSH config: name the file and the Host it matched.
+      throw new UsageError(`${file}: Host ${ssh.host}: ${(err as Error).message}`, { hint: `${PROXY_JUMP_HINT.hint}; or set ssh.jump in the inventory, which wins over the config`, cause: err });
+    }
+  }
   const jump = hops.map((h): ResolvedHop => {
     const hc = configFor(config, h.host);
     const hopHost = hc.hostname ?? h.host;

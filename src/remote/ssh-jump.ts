@@ -14,6 +14,7 @@
 import type { Duplex } from 'node:stream';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { Client, type ConnectConfig } from 'ssh2';
+import { InternalError, SwarmformError } from '../base/errors.js';
 import type { ResolvedHop } from './ssh-config.js';
 
 /** Where host keys are remembered; first contact records, later contacts must match. */
@@ -83,7 +84,7 @@ export function handshake(
     // still booting ("System is booting up. Unprivileged users are not permitted to log in yet"), a locked account.
     // ssh2 then stops its ready timer and emits only 'close', so without this the handshake waited for ever (an
     // `up` on 33 booting hosts hung on one of them).
-    const onClose = () => onError(new Error('the server closed the connection before the session was ready (sshd refused the login after authentication: a host still booting refuses non-root logins until systemd-user-sessions has run; a locked or expired account does the same)'));
+    const onClose = () => onError(new SwarmformError('the server closed the connection before the session was ready (sshd refused the login after authentication: a host still booting refuses non-root logins until systemd-user-sessions has run; a locked or expired account does the same)'));
     const onReady = () => {
       conn.removeListener('error', onError);
       conn.removeListener('close', onClose);
@@ -147,7 +148,7 @@ export class BastionPool {
    * failed; nothing stays referenced then.
    */
   async lease(chain: ResolvedHop[], hostKeys: HostKeyStore, opts: { readyTimeoutMs: number; key: (p?: string) => Promise<Buffer | undefined> }): Promise<BastionLease> {
-    if (chain.length === 0) throw new Error('empty bastion chain');
+    if (chain.length === 0) throw new InternalError('BastionPool.lease called with an empty bastion chain (a direct connection needs no lease)');
     const held: Entry[] = [];
     const releaseAll = () => {
       for (const e of held.splice(0).reverse()) this.unref(e);

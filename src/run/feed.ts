@@ -3,6 +3,8 @@
  * answers SSH) and closes it when no more will come, so the consumer starts on the first item without waiting for the
  * last. One array and one watcher set; nothing per item beyond the item itself.
  */
+import { InternalError } from '../base/errors.js';
+
 export class Feed<T> {
   readonly items: T[] = [];
   private open = true;
@@ -15,7 +17,7 @@ export class Feed<T> {
 
   /** Adds an item; pushing to a closed feed is a bug and throws. */
   push(item: T): void {
-    if (!this.open) throw new Error('Feed.push after close');
+    if (!this.open) throw new InternalError('Feed.push after close');
     this.items.push(item);
     this.notify();
   }

@@ -1,3 +1,4 @@
+import { InternalError } from '../base/errors.js';
 import { CancelledError } from './cancelled.js';
 import { Fifo } from './fifo.js';
 
@@ -34,7 +35,7 @@ export class KeyedLimiter {
   /** Returns a slot of `key`, handing it straight to the oldest waiter if there is one. */
   release(key: string): void {
     const n = this.active.get(key) ?? 0;
-    if (n <= 0) throw new Error(`KeyedLimiter.release(${key}) without a matching acquire`);
+    if (n <= 0) throw new InternalError(`KeyedLimiter.release(${key}) without a matching acquire`);
     const queue = this.waiters.get(key);
     const next = queue?.shift();
     if (next) {

@@ -18,6 +18,8 @@
  *
  * Pure: time comes from an injected clock and timers from an injected scheduler, so tests drive it with a fake clock.
  */
+import { InternalError } from '../base/errors.js';
+import { CancelledError } from '../run/cancelled.js';
 
 /** What a finished join tells the pacer. */
 export type JoinSignal =
@@ -131,7 +133,7 @@ export class JoinPacer {
   private readonly counters = { peakInFlight: 0, slowDowns: 0, overloads: 0 };
 
   constructor(opts: PacerOptions) {
-    if (opts.managers.length === 0) throw new Error('the join pacer needs at least one manager');
+    if (opts.managers.length === 0) throw new InternalError('the join pacer needs at least one manager (form-swarm starts it only once a manager is up)');
     this.maxInFlight = Math.max(1, Math.floor(opts.maxInFlight));
     this.cap = Math.max(1, Math.floor(opts.perManagerCap ?? Math.ceil(this.maxInFlight / opts.managers.length)));
     const initial = Math.min(this.cap, Math.max(1, opts.initialWindow ?? 2));
@@ -344,5 +346,5 @@ export class JoinPacer {
 }
 
 function abortError(signal: AbortSignal): Error {
-  return signal.reason instanceof Error ? signal.reason : new Error('cancelled');
+  return signal.reason instanceof Error ? signal.reason : new CancelledError('cancelled', { cause: signal.reason });
 }

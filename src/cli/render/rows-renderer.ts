@@ -10,6 +10,7 @@
  * title, and listr2 does not draw untitled tasks. Events drive a model; listr2 only draws it.
  */
 import { DefaultRenderer, Listr, ListrLogger, ProcessOutput, type ListrTask } from 'listr2';
+import { SwarmformError } from '../../base/errors.js';
 import type { Phase, SwarmformEvent } from '../../base/events.js';
 import { redact } from '../../state/redact.js';
 import { FailureLog } from './failures.js';
@@ -69,7 +70,8 @@ class Slot {
         this.row = wrapper as unknown as Row;
         this.row.title = runningTitle(host);
         const o = await this.outcome.promise;
-        if (o.status === 'fail') throw new Error(redact(`${host.host}  ${o.message}`));
+        // Throwing is how listr2 marks a row failed; the text is the row's (its message already starts with the step).
+        if (o.status === 'fail') throw new SwarmformError(redact(`${host.host}  ${o.message}`));
         this.row.title = redact(`${host.host}  ${o.message}`);
         if (o.status === 'skip') this.row.skip(redact(`${host.host}  ${o.message}`));
       },
