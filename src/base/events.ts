@@ -22,6 +22,21 @@ export type SwarmformEvent =
       ts: number;
     }
   | { type: 'log'; level: 'info' | 'warn'; message: string; host?: string; ts: number }
+  | {
+      /** A line of a service's convergence progress, keyed like docker's JSON progress messages (swarm/service-progress). */
+      type: 'progress';
+      service: string;
+      /** Which line this updates: `overall progress`, `1/3`, a node id, `verify`, `rollback`. */
+      id: string;
+      /** What the line says after `id: `. */
+      action: string;
+      /** Task state as a step of 9 (new .. running), for a bar; only on task lines. */
+      current?: number;
+      total?: number;
+      /** The line reports a task error. */
+      error?: boolean;
+      ts: number;
+    }
   | { type: 'result'; command: string; data: unknown; ts: number };
 
 /** Distributes events to listeners; listeners must be fast (they run inline). */

@@ -1,7 +1,7 @@
 /**
  * `service` verbs through the Engine API of the leader (else any active manager), over swarmform's SSH connection:
- * no docker CLI on either side. Progress of create/update/scale/rollback goes to an `onProgress` sink as typed
- * events; the CLI renders them.
+ * no docker CLI on either side. Progress of create/update/scale/rollback goes on the context's EventBus as typed
+ * `progress` events; the CLI renders them.
  */
 import type Docker from 'dockerode';
 import {
@@ -18,7 +18,7 @@ import {
   type TaskRow,
   type UpdateOptions,
 } from '../swarm/service-ops.js';
-import { type ProgressSink, watchService, type WatchOutcome } from '../swarm/service-progress.js';
+import { watchService, type WatchOutcome } from '../swarm/service-progress.js';
 import type { Context } from '../cluster/context.js';
 import { SwarmformError, UsageError } from '../base/errors.js';
 import { type ManagerHandle, withManager } from '../cluster/manager.js';
@@ -27,7 +27,6 @@ import { type ManagerHandle, withManager } from '../cluster/manager.js';
 export interface ProgressOptions {
   /** Return once the engine accepted the change, without watching the tasks. */
   detach?: boolean;
-  onProgress?: ProgressSink;
   /** Stop watching after this long (the change goes on). */
   timeoutS?: number;
 }
@@ -66,7 +65,7 @@ export async function inspectService(engine: Docker, ref: string): Promise<Engin
 
 async function watch(h: ManagerHandle, ctx: Context, id: string, o: ProgressOptions): Promise<WatchOutcome | undefined> {
   if (o.detach) return undefined;
-  return watchService(h.engine, id, o.onProgress ?? (() => undefined), { signal: ctx.signal, timeoutS: o.timeoutS });
+  return watchService(h.engine, id, (e) => ctx.events.emit(e), { signal: ctx.signal, timeoutS: o.timeoutS });
 }
 
 export interface CreateResult {

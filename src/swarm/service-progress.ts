@@ -8,23 +8,12 @@
  */
 import type Docker from 'dockerode';
 import { SwarmformError } from '../base/errors.js';
+import type { SwarmformEvent } from '../base/events.js';
 import { sleep } from '../run/retry.js';
 import type { EngineService, EngineTask } from './service-ops.js';
 
-/** One progress line, keyed like docker's JSON progress messages: `overall progress`, `1/3`, a node id, `verify`, `rollback`. */
-export interface ServiceProgressEvent {
-  type: 'progress';
-  service: string;
-  /** Which line this updates. */
-  id: string;
-  /** What the line says after `id: `. */
-  action: string;
-  /** Task state as a step of 9 (new .. running), for a bar; only on task lines. */
-  current?: number;
-  total?: number;
-  /** The line reports a task error. */
-  error?: boolean;
-}
+/** One progress line as the tracker makes it: the EventBus's `progress` event without its timestamp. */
+export type ServiceProgressEvent = Omit<Extract<SwarmformEvent, { type: 'progress' }>, 'ts'>;
 
 export type ProgressSink = (e: ServiceProgressEvent) => void;
 

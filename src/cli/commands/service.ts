@@ -19,6 +19,7 @@ import { SwarmformError, UsageError } from '../../base/errors.js';
 import type { WatchOutcome } from '../../swarm/service-progress.js';
 import { prettyService, type UpdateFlags } from '../../swarm/service-ops.js';
 import { redact } from '../../state/redact.js';
+import type { Context } from '../../cluster/context.js';
 import { type Common, run } from '../command-kit.js';
 import { ServiceProgressView } from '../render/service-progress.js';
 import { table } from '../table.js';
@@ -82,13 +83,12 @@ function finish(name: string, outcome: WatchOutcome | undefined): void {
   }
 }
 
-function view(a: Args): ServiceProgressView {
+/** The progress view, drawing the `progress` events of the run's EventBus (none with --quiet). */
+function view(a: Args, ctx: Context): ServiceProgressView {
+  if (a.quiet) return new ServiceProgressView(process.stdout, a.json ? 'json' : 'plain');
   const v = ServiceProgressView.forStdout(a.json);
-  return a.quiet ? new ServiceProgressView(process.stdout, a.json ? 'json' : 'plain') : v;
-}
-
-function sink(a: Args, v: ServiceProgressView) {
-  return a.quiet ? undefined : v.onEvent;
+  ctx.events.on(v.listener);
+  return v;
 }
 
 const create: CommandModule<Common, Args> = {
@@ -121,7 +121,7 @@ const create: CommandModule<Common, Args> = {
     ) as Argv<Args>,
   handler: (a) =>
     run(a, async (ctx) => {
-      const v = view(a);
+      const v = view(a, ctx);
       const r = await serviceCreate(
         ctx,
         {
@@ -148,7 +148,7 @@ const create: CommandModule<Common, Args> = {
           workdir: a.workdir as string | undefined,
           user: a.user as string | undefined,
         },
-        { detach: a.detach as boolean, onProgress: sink(a, v), onCreated: (id) => v.say(id) },
+        { detach: a.detach as boolean, onCreated: (id) => v.say(id) },
       );
       finish(r.name, r.outcome);
       return a.json ? { type: 'result', command: 'service create', id: r.id, name: r.name, converged: r.outcome?.converged } : undefined;
@@ -255,10 +255,9 @@ const scale: CommandModule<Common, Args> = {
   builder: (y) => progressOptions(y) as Argv<Args>,
   handler: (a) =>
     run(a, async (ctx) => {
-      const v = view(a);
+      const v = view(a, ctx);
       const done = await serviceScale(ctx, list(a.pairs), {
         detach: a.detach as boolean,
-        onProgress: sink(a, v),
         onScaled: (name, n) => v.say(`${name} scaled to ${n}`),
       });
       for (const d of done) finish(d.name, d.outcome);
@@ -295,7 +294,7 @@ const update: CommandModule<Common, Args> = {
     ) as Argv<Args>,
   handler: (a) =>
     run(a, async (ctx) => {
-      const v = view(a);
+      const v = view(a, ctx);
       const r = await serviceUpdate(
         ctx,
         a.service as string,
@@ -323,7 +322,7 @@ const update: CommandModule<Common, Args> = {
           reserveCpu: a['reserve-cpu'] as string | undefined,
           reserveMemory: a['reserve-memory'] as string | undefined,
         },
-        { detach: a.detach as boolean, onProgress: sink(a, v), onUpdated: (name) => v.say(name) },
+        { detach: a.detach as boolean, onUpdated: (name) => v.say(name) },
       );
       for (const w of r.warnings) process.stderr.write(`warning: ${redact(w)}\n`);
       finish(r.name, r.outcome);
@@ -337,8 +336,8 @@ const rollback: CommandModule<Common, Args> = {
   builder: (y) => progressOptions(y) as Argv<Args>,
   handler: (a) =>
     run(a, async (ctx) => {
-      const v = view(a);
-      const r = await serviceRollback(ctx, a.service as string, { detach: a.detach as boolean, onProgress: sink(a, v), onUpdated: (name) => v.say(name) });
+      const v = view(a, ctx);
+      const r = await serviceRollback(ctx, a.service as string, { detach: a.detach as boolean, onUpdated: (name) => v.say(name) });
       finish(r.name, r.outcome);
       return a.json ? { type: 'result', command: 'service rollback', name: r.name, id: r.id, converged: r.outcome?.converged } : undefined;
     }, { render: false }),

@@ -1,8 +1,10 @@
 /**
  * Draws service convergence progress like the docker CLI: on a terminal, one live line per id ("overall progress",
  * "1/3", "verify"...) rewritten in place, with a bar when the terminal is wider than 110 columns; without a
- * terminal, a plain line whenever a line changes; with --json, one JSON object per event.
+ * terminal, a plain line whenever a line changes; with --json, one JSON object per event. The events come on the run's
+ * EventBus: subscribe `listener`.
  */
+import type { SwarmformEvent } from '../../base/events.js';
 import type { ServiceProgressEvent } from '../../swarm/service-progress.js';
 import { redact } from '../../state/redact.js';
 
@@ -37,6 +39,11 @@ export class ServiceProgressView {
     this.commit();
     this.out.write(`${redact(text)}\n`);
   }
+
+  /** Subscribe this to the EventBus: it draws the `progress` events and leaves the others. */
+  readonly listener = (e: SwarmformEvent): void => {
+    if (e.type === 'progress') this.onEvent(e);
+  };
 
   readonly onEvent = (e: ServiceProgressEvent): void => {
     if (this.mode === 'json') {
