@@ -26,7 +26,7 @@ import { type ClusterStatus, readStatus } from '../swarm/status.js';
 import type { Context } from '../cluster/context.js';
 import { type HostFailure, PartialError, type SwarmformError, UsageError } from '../base/errors.js';
 import type { Phase } from '../base/events.js';
-import { afterSwarm, beforeSwarm, initSpec, rolesForUp } from './raft.js';
+import { afterSwarm, beforeSwarm, initSpec, rolesForUp } from '../raft/formation.js';
 import { Sessions } from '../cluster/sessions.js';
 import { applyInventoryStacks, planInventoryStacks } from './stack.js';
 

@@ -47,6 +47,12 @@ export async function listNodes(engine: Docker): Promise<SwarmNode[]> {
   return (await engine.listNodes()) as SwarmNode[];
 }
 
+/** The engine's own node. */
+export async function selfNode(engine: Docker): Promise<SwarmNode> {
+  const info = (await engine.info()) as { Swarm?: { NodeID?: string } };
+  return (await engine.getNode(info.Swarm!.NodeID!).inspect()) as SwarmNode;
+}
+
 /**
  * Updates a node's spec to `change(spec)` (undefined: nothing to do), reading its version again when another write
  * got in first ("update out of sequence"), at most 5 times.

@@ -17,7 +17,7 @@
  * Each Raft change is confirmed (the expected managers, a leader, all reachable) before the next.
  */
 import type Docker from 'dockerode';
-import { HostStepError } from '../base/errors.js';
+import { HostStepError, SwarmformError } from '../base/errors.js';
 import { pollUntil } from '../run/poll.js';
 import { joinPrepared } from '../swarm/join-node.js';
 import { managerEndpoint, type Member } from '../swarm/members.js';
@@ -28,16 +28,25 @@ import { confirmGroup, listNodes, raftMembers, removeNode, setLabel, setRole } f
 
 export type StepRunner = <T>(host: string, name: string, fn: () => Promise<T>, ok?: (v: T) => string) => Promise<T>;
 
-/** Splits `host:port` (IPv6 in brackets or bare) into its parts. */
-export function splitAddr(addr: string): { ip: string; port: string } {
+/** Where an address is used, for the error when it is not one. */
+export interface AddrUse {
+  host: string;
+  step: string;
+}
+
+/** Splits `host:port` (IPv6 in brackets or bare) into its parts; `use` names the host and step in the error. */
+export function splitAddr(addr: string, use?: AddrUse): { ip: string; port: string } {
   const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(addr);
-  if (!m) throw new Error(`not an address with a port: ${addr}`);
+  if (!m) {
+    const message = `not an address with a port: ${addr}`;
+    throw use ? new HostStepError(use.host, use.step, message) : new SwarmformError(message);
+  }
   return { ip: m[1]!, port: m[2]! };
 }
 
 /** The tool that handles rules for `addr`'s family. */
-function natTool(addr: string): 'iptables' | 'ip6tables' {
-  return splitAddr(addr).ip.includes(':') ? 'ip6tables' : 'iptables';
+function natTool(addr: string, use?: AddrUse): 'iptables' | 'ip6tables' {
+  return splitAddr(addr, use).ip.includes(':') ? 'ip6tables' : 'iptables';
 }
 
 /** The iptables command that sends the helper's own connections to `stale` on to `target` (`-I` adds, `-D` removes). */
@@ -73,7 +82,7 @@ export async function readdressRestored(o: ReaddressOptions): Promise<string> {
     names.map((n) => ({ name: n, engine: n === tName ? tEngine : hEngine }));
 
   await step(hName, 'redirect stale address', async () => {
-    const tool = natTool(o.stale);
+    const tool = natTool(o.stale, { host: hName, step: 'redirect stale address' });
     const has = await helper.remote.run(`command -v ${tool}`);
     if (has.code !== 0) {
       throw new HostStepError(hName, 'redirect stale address', `${tool} is not installed: it is needed for a moment to move the restored manager to its own address`);

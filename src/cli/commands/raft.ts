@@ -1,16 +1,10 @@
 /** `swarmform raft ...`: the managers' Raft group: status, replace, recover, backup, restore, unlock. */
 import type { Argv, CommandModule } from 'yargs';
-import {
-  raftBackup,
-  raftRecover,
-  raftReplace,
-  raftRestore,
-  raftStatus,
-  raftUnlock,
-  STATUS_EXIT,
-  type RaftStatus,
-  type RecoverResult,
-} from '../../core/raft.js';
+import { raftBackup, raftRestore } from '../../raft/backup.js';
+import { raftRecover, type RecoverResult } from '../../raft/recover.js';
+import { raftReplace } from '../../raft/replace.js';
+import { raftStatus, STATUS_EXIT, type RaftStatus } from '../../raft/status.js';
+import { raftUnlock } from '../../raft/unlock.js';
 import { redact } from '../../state/redact.js';
 import { type Common, run, typed } from '../command-kit.js';
 import { table } from '../table.js';
