@@ -80,8 +80,19 @@ export interface UpdateFlags {
   order?: string;
 }
 
+/** Options `service create` and `service update` share, mapped onto the spec by one function (`applySpecFlags`). */
+export interface SpecFlags {
+  update: UpdateFlags;
+  rollback: UpdateFlags;
+  restartCondition?: string;
+  limitCpu?: string;
+  limitMemory?: string;
+  reserveCpu?: string;
+  reserveMemory?: string;
+}
+
 /** `service create` options, as the docker CLI names them. */
-export interface CreateOptions {
+export interface CreateOptions extends SpecFlags {
   name?: string;
   image: string;
   command: string[];
@@ -93,21 +104,14 @@ export interface CreateOptions {
   containerLabel: string[];
   constraint: string[];
   network: string[];
-  update: UpdateFlags;
-  rollback: UpdateFlags;
-  restartCondition?: string;
   restartDelay?: string;
   restartMaxAttempts?: number;
-  limitCpu?: string;
-  limitMemory?: string;
-  reserveCpu?: string;
-  reserveMemory?: string;
   workdir?: string;
   user?: string;
 }
 
 /** `service update` options. */
-export interface UpdateOptions {
+export interface UpdateOptions extends SpecFlags {
   image?: string;
   replicas?: number;
   envAdd: string[];
@@ -121,13 +125,6 @@ export interface UpdateOptions {
   networkAdd: string[];
   networkRm: string[];
   force: boolean;
-  update: UpdateFlags;
-  rollback: UpdateFlags;
-  restartCondition?: string;
-  limitCpu?: string;
-  limitMemory?: string;
-  reserveCpu?: string;
-  reserveMemory?: string;
   /** Replaces the command (`--args` in docker replaces args; here the whole command). */
   command?: string[];
 }
@@ -268,6 +265,34 @@ function resources(o: { limitCpu?: string; limitMemory?: string; reserveCpu?: st
   return { Limits: limits, Reservations: reservations };
 }
 
+type TaskTemplate = NonNullable<EngineServiceSpec['TaskTemplate']>;
+
+/** The restart flags over a restart policy (create: none yet); the policy as it was when no flag is given. */
+function restartPolicy(base: TaskTemplate['RestartPolicy'], o: { restartCondition?: string; restartDelay?: string; restartMaxAttempts?: number }): TaskTemplate['RestartPolicy'] {
+  if (o.restartCondition === undefined && o.restartDelay === undefined && o.restartMaxAttempts === undefined) return base;
+  const out = { ...(base ?? {}) };
+  if (o.restartCondition !== undefined) out.Condition = oneOf(o.restartCondition, ['none', 'on-failure', 'any'], '--restart-condition');
+  if (o.restartDelay !== undefined) out.Delay = parseDuration(o.restartDelay, '--restart-delay');
+  if (o.restartMaxAttempts !== undefined) out.MaxAttempts = o.restartMaxAttempts;
+  return out;
+}
+
+/**
+ * Maps the flags `service create` and `service update` share onto the spec, over what it already has (the current
+ * spec on update, nothing on create): restart policy, resources, update and rollback configs.
+ */
+function applySpecFlags(spec: EngineServiceSpec, o: SpecFlags & { restartDelay?: string; restartMaxAttempts?: number }): void {
+  const task = (spec.TaskTemplate ??= {});
+  const restart = restartPolicy(task.RestartPolicy, o);
+  if (restart) task.RestartPolicy = restart;
+  const res = resources(o, task.Resources);
+  if (res) task.Resources = res;
+  const up = applyUpdateFlags(spec.UpdateConfig, o.update, '--update');
+  if (up) spec.UpdateConfig = up;
+  const rb = applyUpdateFlags(spec.RollbackConfig, o.rollback, '--rollback');
+  if (rb) spec.RollbackConfig = rb;
+}
+
 const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
 
 /** The Engine API spec for `service create`; throws UsageError naming the flag on bad input. */
@@ -277,10 +302,6 @@ export function buildCreateSpec(o: CreateOptions): EngineServiceSpec {
   if (o.mode === 'global' && o.replicas !== undefined) throw new UsageError('--replicas: not allowed with --mode global');
   if (!['replicated', 'global'].includes(o.mode)) throw new UsageError(`--mode: invalid "${o.mode}" (expected replicated or global)`);
   if (o.replicas !== undefined && (!Number.isInteger(o.replicas) || o.replicas < 0)) throw new UsageError('--replicas: expected a whole number >= 0');
-  const restart: NonNullable<EngineServiceSpec['TaskTemplate']>['RestartPolicy'] = {};
-  if (o.restartCondition !== undefined) restart.Condition = oneOf(o.restartCondition, ['none', 'on-failure', 'any'], '--restart-condition');
-  if (o.restartDelay !== undefined) restart.Delay = parseDuration(o.restartDelay, '--restart-delay');
-  if (o.restartMaxAttempts !== undefined) restart.MaxAttempts = o.restartMaxAttempts;
   const spec: EngineServiceSpec = {
     ...(o.name ? { Name: o.name } : {}),
     Labels: parseKeyValues(o.label, '--label'),
@@ -294,19 +315,13 @@ export function buildCreateSpec(o: CreateOptions): EngineServiceSpec {
         ...(o.user ? { User: o.user } : {}),
       },
       Placement: { Constraints: o.constraint },
-      ...(Object.keys(restart).length ? { RestartPolicy: restart } : {}),
       ...(o.network.length ? { Networks: o.network.map((n) => ({ Target: n })) } : {}),
       ForceUpdate: 0,
     },
     Mode: o.mode === 'global' ? { Global: {} } : { Replicated: { Replicas: o.replicas ?? 1 } },
     EndpointSpec: { Mode: 'vip', Ports: o.publish.map(parsePublish) },
   };
-  const res = resources(o, undefined);
-  if (res) spec.TaskTemplate!.Resources = res;
-  const up = applyUpdateFlags(undefined, o.update, '--update');
-  if (up) spec.UpdateConfig = up;
-  const rb = applyUpdateFlags(undefined, o.rollback, '--rollback');
-  if (rb) spec.RollbackConfig = rb;
+  applySpecFlags(spec, o);
   return spec;
 }
 
@@ -365,15 +380,7 @@ export function buildUpdateSpec(current: EngineServiceSpec, o: UpdateOptions): E
     for (const n of o.networkAdd) if (!nets.some((x) => x.Target === n)) nets.push({ Target: n });
     task.Networks = nets;
   }
-  if (o.restartCondition !== undefined) {
-    task.RestartPolicy = { ...(task.RestartPolicy ?? {}), Condition: oneOf(o.restartCondition, ['none', 'on-failure', 'any'], '--restart-condition') };
-  }
-  const res = resources(o, task.Resources);
-  if (res) task.Resources = res;
-  const up = applyUpdateFlags(spec.UpdateConfig, o.update, '--update');
-  if (up) spec.UpdateConfig = up;
-  const rb = applyUpdateFlags(spec.RollbackConfig, o.rollback, '--rollback');
-  if (rb) spec.RollbackConfig = rb;
+  applySpecFlags(spec, o);
   if (o.force) task.ForceUpdate = (task.ForceUpdate ?? 0) + 1;
   return spec;
 }

@@ -4,21 +4,13 @@ import type { EventBus } from '../base/events.js';
 import { sleep } from '../run/retry.js';
 import type { ServiceSpec } from '../inventory/types.js';
 import type { Member } from './members.js';
+import type { EngineTask } from './service-ops.js';
 import { SPEC_HASH_LABEL, toEngineSpec } from './service-spec.js';
 
 interface EngineService {
   ID: string;
   Version: { Index: number };
   Spec: { Name: string; Labels?: Record<string, string>; Mode?: { Replicated?: { Replicas?: number }; Global?: object } };
-}
-
-interface EngineTask {
-  ID: string;
-  ServiceID: string;
-  NodeID?: string;
-  Slot?: number;
-  DesiredState: string;
-  Status: { State: string; Err?: string; Message?: string; Timestamp?: string };
 }
 
 /** Applies every service; returns names created, updated and unchanged. */

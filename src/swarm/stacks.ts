@@ -9,7 +9,7 @@ import { SwarmformError } from '../base/errors.js';
 import type { EventBus, Phase } from '../base/events.js';
 import { sleep } from '../run/retry.js';
 import { LABEL_NAMESPACE, SPEC_HASH_LABEL, type FileObjectPlan, type StackPlan } from './compose/convert.js';
-import { humanDuration, type ServiceRow } from './service-ops.js';
+import { type EnginePort, type EngineTask, humanDuration, type ServiceRow, type TaskRow } from './service-ops.js';
 
 /** Label on secrets and configs: an HMAC of the content keyed by the swarm's ID (readable only where the secret is). */
 export const CONTENT_HASH_LABEL = 'swarmform.content-hash';
@@ -43,24 +43,6 @@ interface EngineService {
     EndpointSpec?: { Ports?: EnginePort[] };
   };
   Endpoint?: { Ports?: EnginePort[] };
-}
-
-interface EnginePort {
-  Protocol: string;
-  TargetPort: number;
-  PublishedPort?: number;
-  PublishMode?: string;
-}
-
-interface EngineTask {
-  ID: string;
-  ServiceID: string;
-  NodeID?: string;
-  Slot?: number;
-  DesiredState: string;
-  CreatedAt?: string;
-  Spec?: { ContainerSpec?: { Image?: string } };
-  Status: { State: string; Err?: string; Timestamp?: string; PortStatus?: { Ports?: EnginePort[] } };
 }
 
 const nsFilter = (ns?: string) => JSON.stringify({ label: [ns === undefined ? LABEL_NAMESPACE : `${LABEL_NAMESPACE}=${ns}`] });
@@ -273,17 +255,10 @@ export function formatPorts(ports: EnginePort[]): string {
     .join(', ');
 }
 
-export interface StackTaskRow {
-  id: string;
-  name: string;
-  image: string;
-  node: string;
-  desiredState: string;
-  currentState: string;
+/** A row of `stack ps`: a `service ps` row and the task's state. */
+export interface StackTaskRow extends TaskRow {
   /** Task state, lowercase, as the engine reports it. */
   state: string;
-  error: string;
-  ports: string;
 }
 
 /** Tasks of a stack as `docker stack ps` shows them: newest first in each slot, older ones marked `\_`. */

@@ -17,7 +17,7 @@ import {
 } from '../../core/service.js';
 import { SwarmformError, UsageError } from '../../base/errors.js';
 import type { WatchOutcome } from '../../swarm/service-progress.js';
-import { prettyService, type UpdateFlags } from '../../swarm/service-ops.js';
+import { prettyService, type SpecFlags, type UpdateFlags } from '../../swarm/service-ops.js';
 import { redact } from '../../state/redact.js';
 import type { Context } from '../../cluster/context.js';
 import { type Common, run } from '../command-kit.js';
@@ -63,6 +63,24 @@ function resourceOptions(y: Argv<Common>): Argv<Common> {
     .option('restart-condition', { type: 'string', describe: 'none | on-failure | any' });
 }
 
+/** The options `create` and `update` share (update and rollback configs, resources, restart condition). */
+function specOptions(y: Argv<Common>): Argv<Common> {
+  return resourceOptions(updateConfigOptions(updateConfigOptions(y, 'update'), 'rollback'));
+}
+
+/** Those shared options as parsed, for `buildCreateSpec` and `buildUpdateSpec`. */
+function specFlags(a: Args): SpecFlags {
+  return {
+    update: updateFlags(a, 'update'),
+    rollback: updateFlags(a, 'rollback'),
+    restartCondition: a['restart-condition'] as string | undefined,
+    limitCpu: a['limit-cpu'] as string | undefined,
+    limitMemory: a['limit-memory'] as string | undefined,
+    reserveCpu: a['reserve-cpu'] as string | undefined,
+    reserveMemory: a['reserve-memory'] as string | undefined,
+  };
+}
+
 function progressOptions(y: Argv<Common>): Argv<Common> {
   return y
     .option('detach', { alias: 'd', type: 'boolean', default: false, describe: 'return once the change is accepted, without waiting for the tasks' })
@@ -95,29 +113,23 @@ const create: CommandModule<Common, Args> = {
   command: 'create <image> [command..]',
   describe: 'create a service (put -- before a command that has options: create --name w img -- sh -c "...")',
   builder: (y) =>
-    resourceOptions(
-      updateConfigOptions(
-        updateConfigOptions(
-          progressOptions(y)
-            .positional('image', { type: 'string', describe: 'image present on the nodes (no registry is asked)' })
-            .positional('command', { type: 'string', array: true, describe: 'command and arguments' })
-            .option('name', { type: 'string', describe: 'service name' })
-            .option('replicas', { type: 'number', describe: 'number of tasks (replicated mode)' })
-            .option('mode', { type: 'string', default: 'replicated', describe: 'replicated | global' })
-            .option('publish', { alias: 'p', type: 'string', describe: 'publish a port: [published:]target[/udp] or mode=host,published=P,target=T' })
-            .option('env', { alias: 'e', type: 'string', describe: 'environment variable KEY=value' })
-            .option('label', { alias: 'l', type: 'string', describe: 'service label KEY=value' })
-            .option('container-label', { type: 'string', describe: 'container label KEY=value' })
-            .option('constraint', { type: 'string', describe: 'placement constraint, e.g. node.labels.disk==ssd' })
-            .option('network', { type: 'string', describe: 'attach to an overlay network' })
-            .option('restart-delay', { type: 'string', describe: 'delay between restarts' })
-            .option('restart-max-attempts', { type: 'number', describe: 'restarts before giving up' })
-            .option('workdir', { alias: 'w', type: 'string', describe: 'working directory in the container' })
-            .option('user', { alias: 'u', type: 'string', describe: 'user in the container' }),
-          'update',
-        ),
-        'rollback',
-      ),
+    specOptions(
+      progressOptions(y)
+        .positional('image', { type: 'string', describe: 'image present on the nodes (no registry is asked)' })
+        .positional('command', { type: 'string', array: true, describe: 'command and arguments' })
+        .option('name', { type: 'string', describe: 'service name' })
+        .option('replicas', { type: 'number', describe: 'number of tasks (replicated mode)' })
+        .option('mode', { type: 'string', default: 'replicated', describe: 'replicated | global' })
+        .option('publish', { alias: 'p', type: 'string', describe: 'publish a port: [published:]target[/udp] or mode=host,published=P,target=T' })
+        .option('env', { alias: 'e', type: 'string', describe: 'environment variable KEY=value' })
+        .option('label', { alias: 'l', type: 'string', describe: 'service label KEY=value' })
+        .option('container-label', { type: 'string', describe: 'container label KEY=value' })
+        .option('constraint', { type: 'string', describe: 'placement constraint, e.g. node.labels.disk==ssd' })
+        .option('network', { type: 'string', describe: 'attach to an overlay network' })
+        .option('restart-delay', { type: 'string', describe: 'delay between restarts' })
+        .option('restart-max-attempts', { type: 'number', describe: 'restarts before giving up' })
+        .option('workdir', { alias: 'w', type: 'string', describe: 'working directory in the container' })
+        .option('user', { alias: 'u', type: 'string', describe: 'user in the container' }),
     ) as Argv<Args>,
   handler: (a) =>
     run(a, async (ctx) => {
@@ -136,15 +148,9 @@ const create: CommandModule<Common, Args> = {
           containerLabel: list(a['container-label']),
           constraint: list(a.constraint),
           network: list(a.network),
-          update: updateFlags(a, 'update'),
-          rollback: updateFlags(a, 'rollback'),
-          restartCondition: a['restart-condition'] as string | undefined,
+          ...specFlags(a),
           restartDelay: a['restart-delay'] as string | undefined,
           restartMaxAttempts: a['restart-max-attempts'] as number | undefined,
-          limitCpu: a['limit-cpu'] as string | undefined,
-          limitMemory: a['limit-memory'] as string | undefined,
-          reserveCpu: a['reserve-cpu'] as string | undefined,
-          reserveMemory: a['reserve-memory'] as string | undefined,
           workdir: a.workdir as string | undefined,
           user: a.user as string | undefined,
         },
@@ -269,28 +275,22 @@ const update: CommandModule<Common, Args> = {
   command: 'update <service>',
   describe: 'change a service (rolling update by its update config), with progress',
   builder: (y) =>
-    resourceOptions(
-      updateConfigOptions(
-        updateConfigOptions(
-          progressOptions(y)
-            .option('image', { type: 'string', describe: 'new image (present on the nodes)' })
-            .option('replicas', { type: 'number', describe: 'number of tasks' })
-            .option('env-add', { type: 'string', describe: 'add or change KEY=value' })
-            .option('env-rm', { type: 'string', describe: 'remove KEY' })
-            .option('label-add', { type: 'string', describe: 'add or change a service label KEY=value' })
-            .option('label-rm', { type: 'string', describe: 'remove a service label' })
-            .option('constraint-add', { type: 'string', describe: 'add a placement constraint' })
-            .option('constraint-rm', { type: 'string', describe: 'remove a placement constraint' })
-            .option('publish-add', { type: 'string', describe: 'add or change a published port' })
-            .option('publish-rm', { type: 'string', describe: 'remove a published port (by published port[/protocol])' })
-            .option('network-add', { type: 'string', describe: 'attach to a network' })
-            .option('network-rm', { type: 'string', describe: 'detach from a network' })
-            .option('args', { type: 'string', describe: 'new command, as one string split on spaces' })
-            .option('force', { type: 'boolean', default: false, describe: 'replace the tasks even if nothing changed' }),
-          'update',
-        ),
-        'rollback',
-      ),
+    specOptions(
+      progressOptions(y)
+        .option('image', { type: 'string', describe: 'new image (present on the nodes)' })
+        .option('replicas', { type: 'number', describe: 'number of tasks' })
+        .option('env-add', { type: 'string', describe: 'add or change KEY=value' })
+        .option('env-rm', { type: 'string', describe: 'remove KEY' })
+        .option('label-add', { type: 'string', describe: 'add or change a service label KEY=value' })
+        .option('label-rm', { type: 'string', describe: 'remove a service label' })
+        .option('constraint-add', { type: 'string', describe: 'add a placement constraint' })
+        .option('constraint-rm', { type: 'string', describe: 'remove a placement constraint' })
+        .option('publish-add', { type: 'string', describe: 'add or change a published port' })
+        .option('publish-rm', { type: 'string', describe: 'remove a published port (by published port[/protocol])' })
+        .option('network-add', { type: 'string', describe: 'attach to a network' })
+        .option('network-rm', { type: 'string', describe: 'detach from a network' })
+        .option('args', { type: 'string', describe: 'new command, as one string split on spaces' })
+        .option('force', { type: 'boolean', default: false, describe: 'replace the tasks even if nothing changed' }),
     ) as Argv<Args>,
   handler: (a) =>
     run(a, async (ctx) => {
@@ -314,13 +314,7 @@ const update: CommandModule<Common, Args> = {
           networkRm: list(a['network-rm']),
           command: a.args === undefined ? undefined : String(a.args).split(/\s+/).filter(Boolean),
           force: a.force as boolean,
-          update: updateFlags(a, 'update'),
-          rollback: updateFlags(a, 'rollback'),
-          restartCondition: a['restart-condition'] as string | undefined,
-          limitCpu: a['limit-cpu'] as string | undefined,
-          limitMemory: a['limit-memory'] as string | undefined,
-          reserveCpu: a['reserve-cpu'] as string | undefined,
-          reserveMemory: a['reserve-memory'] as string | undefined,
+          ...specFlags(a),
         },
         { detach: a.detach as boolean, onUpdated: (name) => v.say(name) },
       );
