@@ -79,7 +79,7 @@ export class PartialError extends SwarmformError {
  */
 export class InternalError extends SwarmformError {
   constructor(message: string, opts?: { cause?: unknown }) {
-    super(`internal error: ${message}`, { hint: 'this is a bug in swarmform: please report it with the command and the output of SWARMFORM_DEBUG=1', cause: opts?.cause });
+    super(`internal error: ${message}`, { hint: 'this is a bug in swarmform: please report it with the command that showed it', cause: opts?.cause });
   }
 }
 
