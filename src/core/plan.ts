@@ -1,9 +1,12 @@
-/** `plan`: what `up` would do, offline: machines per provider, quorum, firewall rules, join pacing. */
-import { SWARM_PORTS } from '../bootstrap/firewall.js';
-import { planQuorum, type QuorumPlan, zoneOf } from '../raft/quorum.js';
-import { effectiveSettings, type EffectiveSettings } from '../inventory/swarm-settings.js';
-import { checkReachability, type Reachability } from '../providers/reachability.js';
+/**
+ * `plan`: what `up` would do, offline: the dry run of up's phase list (machines per provider, firewall rules, quorum,
+ * swarm settings, join pacing, services), after the same reachability check `up` makes first.
+ */
 import type { Context } from '../cluster/context.js';
+import type { EffectiveSettings } from '../inventory/swarm-settings.js';
+import { checkReachability, type Reachability } from '../providers/reachability.js';
+import type { QuorumPlan } from '../raft/quorum.js';
+import { UP_PHASES } from './up.js';
 
 export interface PlanResult {
   cluster: string;
@@ -22,17 +25,16 @@ export interface PlanResult {
 export function plan(ctx: Context): PlanResult {
   const inv = ctx.inventory;
   const managers = inv.hosts.filter((h) => h.role === 'manager').length;
-  const q = planQuorum(inv.hosts.filter((h) => h.role === 'manager').map((h) => ({ name: h.name, zone: zoneOf(h) })));
-  const from = inv.swarm.advertise.kind === 'cidr' ? inv.swarm.advertise.cidr : 'cluster members only';
-  return {
+  const out = {
     cluster: inv.cluster,
     hosts: { managers, workers: inv.hosts.length - managers, total: inv.hosts.length },
-    quorum: q,
-    settings: { ...effectiveSettings(inv.swarm), profile: inv.swarm.profile },
-    providers: ctx.providers.map(({ provider, hosts }) => ({ name: provider.name, hosts: hosts.length, lines: provider.plan(hosts, ctx.providerContext) })),
     reachability: checkReachability(inv, ctx.providers.map(({ provider, hosts }) => ({ name: provider.name, hosts }))),
-    firewall: inv.swarm.firewall ? SWARM_PORTS.map((p) => ({ ...p, from })) : [],
-    joins: { concurrency: inv.swarm.joinConcurrency, perManager: Math.max(1, Math.ceil(inv.swarm.joinConcurrency / Math.max(1, managers))) },
-    services: inv.services.map((s) => ({ name: s.name, image: s.image, mode: s.mode, replicas: s.replicas })),
-  };
+    providers: [],
+    firewall: [],
+    services: [],
+  } as unknown as PlanResult;
+  for (const p of UP_PHASES) p.dryRun(ctx, out);
+  // Key order as before the phases existed (scripts reading --json may diff it).
+  const { cluster, hosts, quorum, settings, providers, reachability, firewall, joins, services } = out;
+  return { cluster, hosts, quorum, settings, providers, reachability, firewall, joins, services };
 }

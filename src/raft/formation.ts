@@ -4,11 +4,10 @@
  */
 import type Docker from 'dockerode';
 import { engineInitOf, startEngine, stopEngine } from '../bootstrap/engine-service.js';
-import type { Role } from '../inventory/types.js';
 import { firstAnswering } from './nodes.js';
 import { withTimeout } from '../run/timeout.js';
 import { reconcileManagers, type ReconcileResult } from './reconcile.js';
-import { effectiveRoles, readRaftFile } from '../cluster/roles.js';
+import { readRaftFile } from '../cluster/roles.js';
 import { effectiveSettings, specFor } from '../inventory/swarm-settings.js';
 import { readUnlockKey, unlockEngine, updateSwarmSpec } from './settings.js';
 import { pollUntil } from '../run/poll.js';
@@ -17,11 +16,6 @@ import { localSwarm } from '../swarm/node-state.js';
 import type { Context } from '../cluster/context.js';
 import { HostStepError } from '../base/errors.js';
 import { PROBE_S, SWARM_DIR } from './common.js';
-
-/** Roles in force for `up`: the inventory's, with recorded moves applied. */
-export function rolesForUp(ctx: Context): Promise<Map<string, Role>> {
-  return effectiveRoles(ctx.state, ctx.inventory.hosts);
-}
 
 /**
  * Before formation: unlock managers an engine restart locked (autolock), then promote the members the inventory
