@@ -9,7 +9,7 @@ import type { Remote } from '../remote/remote.js';
 import { localSwarm } from '../swarm/node-state.js';
 import type { Context } from './context.js';
 import { SwarmformError } from '../base/errors.js';
-import { knownMachines } from './machines.js';
+import { resolveMembers } from './machines.js';
 import { Sessions } from './sessions.js';
 import { withTimeout } from '../run/timeout.js';
 
@@ -20,7 +20,7 @@ export interface ManagerHandle {
   engine: Docker;
   /** True when this manager is the Raft leader. */
   isLeader: boolean;
-  /** All machines of the cluster (providers' discovery plus state). */
+  /** All machines of the cluster (providers' discovery plus state), with the roles in force. */
   machines: Machine[];
   /** The open connections of this command (reuse them; closed when the callback returns). */
   sessions: Sessions;
@@ -37,12 +37,11 @@ const PROBE_TIMEOUT_S = 5;
  * answers as an active manager.
  */
 export async function withManager<T>(ctx: Context, fn: (h: ManagerHandle) => Promise<T>, opts: { timeoutS?: number } = {}): Promise<T> {
-  const machines = await knownMachines(ctx);
+  const machines = await resolveMembers(ctx);
   if (machines.length === 0) {
     throw new SwarmformError(`cluster ${ctx.inventory.cluster} has no machines`, { hint: 'run `swarmform up` first' });
   }
-  const order = new Map(ctx.inventory.hosts.map((h, i) => [h.name, i]));
-  const managers = machines.filter((m) => m.role === 'manager').sort((a, b) => (order.get(a.name) ?? 1e9) - (order.get(b.name) ?? 1e9));
+  const managers = machines.filter((m) => m.role === 'manager');
   const sessions = new Sessions(await ctx.state.knownHosts(), ctx.events);
   try {
     const timeoutS = opts.timeoutS ?? PROBE_TIMEOUT_S;

@@ -11,7 +11,7 @@ import { phase } from '../run/phase.js';
 import type { Machine } from '../base/machine.js';
 import type { Context } from '../cluster/context.js';
 import { PartialError } from '../base/errors.js';
-import { knownMachines } from '../cluster/machines.js';
+import { resolveMembers } from '../cluster/machines.js';
 import { Sessions } from '../cluster/sessions.js';
 
 export interface DownResult {
@@ -27,7 +27,7 @@ export async function down(ctx: Context, opts: { force: boolean }): Promise<Down
   const failures: { host: string; step: string; message: string }[] = [];
   const result: DownResult = { cluster: ctx.inventory.cluster, destroyed: [], released: [] };
   try {
-    const machines = await knownMachines(ctx);
+    const machines = await resolveMembers(ctx);
     await phase(events, 'teardown', machines.length, () => teardownAll(machines));
     if (failures.length > 0) {
       throw new PartialError(`${failures.length} host(s) could not be torn down; the state is kept so \`down\` can be run again`, failures);

@@ -1,13 +1,13 @@
 /** `ssh` and `exec`: commands passed through unchanged, output and exit status returned. */
 import { SwarmformError, UsageError } from '../base/errors.js';
 import type { Context } from '../cluster/context.js';
-import { knownMachines, selectMachines } from '../cluster/machines.js';
+import { resolveMembers, selectMachines } from '../cluster/machines.js';
 import { Sessions } from '../cluster/sessions.js';
 import { fanout } from '../run/fanout.js';
 
 /** Opens a shell, or runs one command, on one host with the terminal attached; resolves with the exit status. */
 export async function sshInto(ctx: Context, host: string, command: string | undefined): Promise<number> {
-  const machine = (await knownMachines(ctx)).find((m) => m.name === host);
+  const machine = (await resolveMembers(ctx)).find((m) => m.name === host);
   if (!machine) throw new UsageError(`no host named ${host} in cluster ${ctx.inventory.cluster}`, { hint: 'see `swarmform status` for the hosts' });
   const sessions = new Sessions(await ctx.state.knownHosts(), ctx.events);
   try {
@@ -37,7 +37,7 @@ function notRun(host: string, error: Error): ExecOutcome {
 
 /** Runs a command on every selected host in parallel; each host's result, failures to connect as code 255. */
 export async function execOn(ctx: Context, selector: string, command: string, concurrency = 64): Promise<ExecOutcome[]> {
-  const machines = selectMachines(await knownMachines(ctx), selector);
+  const machines = selectMachines(await resolveMembers(ctx), selector);
   if (machines.length === 0) {
     throw new UsageError(`no host matches "${selector}"`, { hint: 'use all, managers, workers, a group name or host names (comma-separated)' });
   }

@@ -19,7 +19,8 @@ import { HOST_LABEL } from '../swarm/node-settings.js';
 import type { Context } from '../cluster/context.js';
 import { HostStepError, SwarmformError, UsageError } from '../base/errors.js';
 import type { Sessions } from '../cluster/sessions.js';
-import { forceNewCluster, machinesWithRoles, step, stepDo, SWARM_DIR, withLock, withSessions } from './common.js';
+import { forceNewCluster, step, stepDo, SWARM_DIR, withLock, withSessions } from './common.js';
+import { resolveMembers } from '../cluster/machines.js';
 import { enginesOf, probeHosts } from './probe.js';
 
 export interface BackupResult {
@@ -36,7 +37,7 @@ export interface BackupResult {
 /** Copies the swarm state from a manager that is not the leader (engine stopped meanwhile) into a local archive. */
 export async function raftBackup(ctx: Context, opts: { from?: string; out?: string } = {}): Promise<BackupResult> {
   return withLock(ctx, async () => {
-    const machines = await machinesWithRoles(ctx);
+    const machines = await resolveMembers(ctx);
     return withSessions(ctx, async (sessions) => {
       const probes = await probeHosts(ctx, machines.filter((m) => m.role === 'manager' || m.name === opts.from), sessions);
       const listed = await firstAnswering(enginesOf(probes));
@@ -145,7 +146,7 @@ export async function raftRestore(ctx: Context, archive: string, opts: { to: str
     });
   }
   return withLock(ctx, async () => {
-    const machines = await machinesWithRoles(ctx);
+    const machines = await resolveMembers(ctx);
     const machine = machines.find((m) => m.name === opts.to);
     if (!machine) throw new UsageError(`--to ${opts.to}: no such host in cluster ${ctx.inventory.cluster}`, { hint: 'create it first with `swarmform bootstrap`' });
     return withSessions(ctx, async (sessions) => {

@@ -10,27 +10,16 @@ import { HostStepError } from '../base/errors.js';
 import { errorText } from './nodes.js';
 import { withTimeout } from '../run/timeout.js';
 import { zoneOf } from './quorum.js';
-import { effectiveRoles } from '../cluster/roles.js';
 import { unlockEngine } from './settings.js';
 import { pollUntil } from '../run/poll.js';
 import type { Member } from '../swarm/members.js';
 import { localSwarm } from '../swarm/node-state.js';
 import type { Context } from '../cluster/context.js';
-import { knownMachines } from '../cluster/machines.js';
 import { Sessions } from '../cluster/sessions.js';
 
 /** Seconds to wait for one manager's SSH and engine before counting it as down. */
 export const PROBE_S = 5;
 export const SWARM_DIR = '/var/lib/docker/swarm';
-
-/** The cluster's machines with the roles in force (inventory, with `raft replace`/`recover` moves applied). */
-export async function machinesWithRoles(ctx: Context): Promise<Machine[]> {
-  const roles = await effectiveRoles(ctx.state, ctx.inventory.hosts);
-  const order = new Map(ctx.inventory.hosts.map((h, i) => [h.name, i]));
-  return (await knownMachines(ctx))
-    .map((m) => ({ ...m, role: roles.get(m.name) ?? m.role }))
-    .sort((a, b) => (order.get(a.name) ?? 1e9) - (order.get(b.name) ?? 1e9));
-}
 
 export async function withSessions<T>(ctx: Context, fn: (s: Sessions) => Promise<T>): Promise<T> {
   const sessions = new Sessions(await ctx.state.knownHosts(), ctx.events);

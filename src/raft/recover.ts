@@ -10,7 +10,8 @@ import { joinNode } from '../swarm/join-node.js';
 import { HOST_LABEL } from '../swarm/node-settings.js';
 import type { Context } from '../cluster/context.js';
 import { HostStepError, SwarmformError, UsageError } from '../base/errors.js';
-import { clearStaleState, forceNewCluster, machinesWithRoles, PROBE_S, step, stepDo, SWARM_DIR, unlockOne, withLock, withSessions } from './common.js';
+import { clearStaleState, forceNewCluster, PROBE_S, step, stepDo, SWARM_DIR, unlockOne, withLock, withSessions } from './common.js';
+import { resolveMembers } from '../cluster/machines.js';
 import { enginesOf, memberOf, probeHosts } from './probe.js';
 
 /** How long `raft recover` waits for workers to reconnect to the rebuilt swarm before promoting some. */
@@ -39,7 +40,7 @@ export interface RecoverResult {
 /** Rebuilds a swarm that lost its majority from the surviving manager with the newest Raft log. */
 export async function raftRecover(ctx: Context, opts: { dryRun?: boolean; from?: string; force?: boolean } = {}): Promise<RecoverResult> {
   const body = async (): Promise<RecoverResult> => {
-    const machines = await machinesWithRoles(ctx);
+    const machines = await resolveMembers(ctx);
     const byName = new Map(machines.map((m) => [m.name, m]));
     if (opts.from && !byName.has(opts.from)) throw new UsageError(`--from ${opts.from}: no such host in cluster ${ctx.inventory.cluster}`);
     return withSessions(ctx, async (sessions) => {

@@ -11,7 +11,8 @@ import type { Member } from '../swarm/members.js';
 import { HOST_LABEL } from '../swarm/node-settings.js';
 import type { Context } from '../cluster/context.js';
 import { HostStepError, SwarmformError, UsageError } from '../base/errors.js';
-import { clearStaleState, machinesWithRoles, stepDo, withLock, withSessions, zoneFor } from './common.js';
+import { clearStaleState, stepDo, withLock, withSessions, zoneFor } from './common.js';
+import { resolveMembers } from '../cluster/machines.js';
 import { enginesOf, memberOf, probeHosts, type Probe } from './probe.js';
 
 export interface ReplaceResult {
@@ -26,7 +27,7 @@ export interface ReplaceResult {
 /** Removes a dead manager and promotes (or joins) another host so the manager count is what it was. */
 export async function raftReplace(ctx: Context, dead: string, opts: { with?: string; force?: boolean } = {}): Promise<ReplaceResult> {
   return withLock(ctx, async () => {
-    const machines = await machinesWithRoles(ctx);
+    const machines = await resolveMembers(ctx);
     const byName = new Map(machines.map((m) => [m.name, m]));
     if (opts.with && !byName.has(opts.with)) throw new UsageError(`--with ${opts.with}: no such host in cluster ${ctx.inventory.cluster}`, { hint: 'name a host of the inventory that `up` created' });
     if (opts.with === dead) throw new UsageError('--with names the host being replaced');

@@ -5,7 +5,8 @@ import { planQuorum, quorumOf } from './quorum.js';
 import { settingsInForce, type SettingsInForce } from '../inventory/swarm-settings.js';
 import type { Context } from '../cluster/context.js';
 import { SwarmformError } from '../base/errors.js';
-import { machinesWithRoles, PROBE_S, withSessions, zoneFor } from './common.js';
+import { PROBE_S, withSessions, zoneFor } from './common.js';
+import { resolveMembers } from '../cluster/machines.js';
 import { enginesOf, probeHosts } from './probe.js';
 
 export interface ManagerHealth {
@@ -48,7 +49,7 @@ export const STATUS_EXIT = { healthy: 0, degraded: 1, lost: 4 } as const;
 
 export async function raftStatus(ctx: Context): Promise<RaftStatus> {
   const t0 = Date.now();
-  const machines = await machinesWithRoles(ctx);
+  const machines = await resolveMembers(ctx);
   if (machines.length === 0) throw new SwarmformError(`cluster ${ctx.inventory.cluster} has no machines`, { hint: 'run `swarmform up` first' });
   return withSessions(ctx, async (sessions) => {
     let managerMachines = machines.filter((m) => m.role === 'manager');

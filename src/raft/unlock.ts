@@ -1,6 +1,7 @@
 /** `raft unlock`: unlocks every locked manager (autolock) with the key kept in the state. */
 import type { Context } from '../cluster/context.js';
-import { machinesWithRoles, unlockOne, withSessions } from './common.js';
+import { unlockOne, withSessions } from './common.js';
+import { resolveMembers } from '../cluster/machines.js';
 import { probeHosts } from './probe.js';
 
 export interface UnlockResult {
@@ -11,7 +12,7 @@ export interface UnlockResult {
 
 /** Unlocks every locked manager with the key kept in the state. */
 export async function raftUnlock(ctx: Context): Promise<UnlockResult> {
-  const machines = await machinesWithRoles(ctx);
+  const machines = await resolveMembers(ctx);
   return withSessions(ctx, async (sessions) => {
     const probes = await probeHosts(ctx, machines.filter((m) => m.role === 'manager'), sessions);
     const out: UnlockResult = { unlocked: [], alreadyActive: [], failed: [] };
