@@ -13,6 +13,8 @@ import { createRenderer } from './render/index.js';
 export interface Common {
   inventory?: string;
   json: boolean;
+  /** Every host step on its own line, the skipped ones too (plain output; --json always has every event). */
+  verbose?: boolean;
 }
 
 /** How long after SIGINT/SIGTERM steps in flight may still finish before the process exits anyway. */
@@ -51,7 +53,7 @@ export async function run(argv: Common, fn: (ctx: Context) => Promise<string | o
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     if (opts.render !== false) {
-      renderer = createRenderer({ json: argv.json, hosts: ctx.inventory.hosts.length });
+      renderer = createRenderer({ json: argv.json, hosts: ctx.inventory.hosts.length, verbose: Boolean(argv.verbose) });
       events.on(renderer.listener);
     } else if (!argv.json) {
       events.on((e) => {

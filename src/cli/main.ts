@@ -54,6 +54,7 @@ export function buildCli(args: string[]): Argv<Common> {
     .parserConfiguration({ 'populate--': true, 'parse-positional-numbers': false })
     .option('inventory', { alias: 'i', type: 'string', describe: 'inventory file (default: inventories/lab.yml)' })
     .option('json', { type: 'boolean', default: false, describe: 'machine-readable output: JSON lines of events, then the result' })
+    .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'a line for every host step, skipped ones too (default: one line per phase sums up what was skipped)' })
     .command(upCommand('up', 'provision, bootstrap, form the swarm and deploy the workloads (idempotent)', 'workloads'))
     .command(upCommand('provision', 'create the machines the inventory describes (phase 1 of up)', 'provision'))
     .command(upCommand('bootstrap', 'install, configure and start the engine, open swarm ports (up to phase 2)', 'bootstrap'))

@@ -80,9 +80,9 @@ describe('json renderer', () => {
 });
 
 describe('plain renderer', () => {
-  it('small cluster: a line per phase edge, host step outcome, retry, warning and info, with relative times', async () => {
+  it('small cluster with --verbose: a line per phase edge, host step outcome, retry, warning and info, with relative times', async () => {
     const out = sink(false);
-    const r = createRenderer({ json: false, hosts: 3, stream: out.stream, startTs: T });
+    const r = createRenderer({ json: false, hosts: 3, stream: out.stream, startTs: T, verbose: true });
     assert.equal(r.mode, 'plain');
     const token = joinToken();
     const events: E[] = [
@@ -109,6 +109,30 @@ describe('plain renderer', () => {
       '[   2.5s] warning: manager-1 is also a worker [redacted]',
       '[   2.6s] all 2 nodes Ready',
       '[   2.7s] swarm: 1 ok, 1 failed, 1 skipped (2.7s)',
+      '',
+    ]);
+  });
+
+  it('small cluster: skipped steps summed up in one line at the end of their phase, failures and done steps as they come', async () => {
+    const out = sink(false);
+    const r = createRenderer({ json: false, hosts: 4, stream: out.stream, startTs: T });
+    const events: E[] = [
+      start(4),
+      step('worker-1', 'skip', T + 100, { message: 'already a member' }),
+      step('worker-2', 'skip', T + 200, { message: 'already a member' }),
+      step('worker-3', 'ok', T + 300, { ms: 200 }),
+      step('worker-4', 'skip', T + 400, { message: 'drained' }),
+      step('worker-4', 'fail', T + 500, { message: 'worker-4: join worker: connection refused' }),
+      { type: 'phase', phase: 'swarm', status: 'end', ok: 1, failed: 1, skipped: 2, ms: 600, ts: T + 600 },
+    ];
+    for (const e of events) r.listener(e);
+    await r.done();
+    assert.deepEqual(out.text().split('\n'), [
+      '[   0.0s] swarm: started, 4 hosts',
+      '[   0.3s] worker-3: join worker: ok (200ms)',
+      '[   0.5s] worker-4: join worker: failed: connection refused',
+      '[   0.6s] swarm: skipped for 3 hosts: already a member (2); drained (--verbose lists each)',
+      '[   0.6s] swarm: 1 ok, 1 failed, 2 skipped (600ms)',
       '',
     ]);
   });

@@ -32,6 +32,8 @@ export interface CreateRendererOptions {
   startTs?: number;
   /** Clock, injectable for tests. */
   now?: () => number;
+  /** `--verbose`: every skipped step on its own line (plain output). */
+  verbose?: boolean;
 }
 
 /** The mode `createRenderer` would pick. */
@@ -47,7 +49,7 @@ export function createRenderer(opts: CreateRendererOptions): Renderer {
   const tty = opts.tty ?? (stream.isTTY === true && process.env.TERM !== 'dumb');
   const mode = opts.mode ?? chooseMode({ json: opts.json, hosts: opts.hosts, tty });
   const now = opts.now ?? Date.now;
-  const settings: RendererSettings = { stream, hosts: opts.hosts, startTs: opts.startTs ?? now(), now };
+  const settings: RendererSettings = { stream, hosts: opts.hosts, startTs: opts.startTs ?? now(), now, verbose: opts.verbose };
   return guarded(pick());
 
   function pick(): Renderer {

@@ -1,7 +1,9 @@
 /**
  * Plain log lines for pipes and CI: one line per phase start and end, per failure, per warning; for small clusters
  * also one line per host step outcome, for large ones a progress line at most every 5 s. Lines carry the time since
- * the start: `[  12.3s] swarm: 3 ok, 1 failed, 0 skipped (4.1s)`.
+ * the start: `[  12.3s] swarm: 3 ok, 1 failed, 0 skipped (4.1s)`. Steps skipped because there was nothing to do are
+ * summed up in one line per phase at its end (`bootstrap: nothing to do for 6 hosts: engine 28.2.2, nothing to
+ * change`) unless `--verbose`: a re-run that changes nothing stays short.
  */
 import type { Phase, SwarmformEvent } from '../../base/events.js';
 import { redact } from '../../state/redact.js';
@@ -20,6 +22,8 @@ export function createPlainRenderer(s: RendererSettings): Renderer {
   const phases = new Map<Phase, PhaseProgress>();
   const lastProgress = new Map<Phase, number>();
   const failures = new FailureLog();
+  /** Skipped steps of phases that started, held back for their phase's summary line (not with --verbose). */
+  const skipped = new Map<Phase, SkipTally>();
   const line = (ts: number, text: string): void => {
     s.stream.write(`${stamp(ts - s.startTs)} ${redact(text)}\n`);
   };
@@ -28,6 +32,9 @@ export function createPlainRenderer(s: RendererSettings): Renderer {
     if (!p) phases.set(phase, (p = new PhaseProgress(phase, s.hosts, ts)));
     return p;
   };
+  /** Phases between their start and end events. */
+  const open = new Set<Phase>();
+  const started = (phase: Phase) => open.has(phase);
 
   const listener = (e: SwarmformEvent): void => {
     failures.add(e);
@@ -35,6 +42,7 @@ export function createPlainRenderer(s: RendererSettings): Renderer {
       case 'phase': {
         if (e.status === 'start') {
           phases.set(e.phase, new PhaseProgress(e.phase, e.total, e.ts));
+          open.add(e.phase);
           lastProgress.set(e.phase, e.ts);
           line(e.ts, `${e.phase}: started, ${plural(e.total, unitOf(e.phase))}`);
           return;
@@ -42,7 +50,11 @@ export function createPlainRenderer(s: RendererSettings): Renderer {
         const p = phases.get(e.phase);
         if (p && p.cancelled > 0) line(e.ts, `${e.phase}: ${plural(p.cancelled, 'host')} not started: cancelled`);
         phases.delete(e.phase);
+        open.delete(e.phase);
         lastProgress.delete(e.phase);
+        const tally = skipped.get(e.phase);
+        skipped.delete(e.phase);
+        if (tally) line(e.ts, skipSummary(e.phase, tally));
         line(e.ts, `${e.phase}: ${e.ok} ok, ${e.failed} failed, ${e.skipped} skipped (${duration(e.ms)})`);
         return;
       }
@@ -53,6 +65,8 @@ export function createPlainRenderer(s: RendererSettings): Renderer {
         const msg = bareMessage(e.message, e.host, e.step);
         if (e.status === 'fail') {
           if (e.message !== 'cancelled') line(e.ts, `${what}: failed: ${msg || 'no message'}${e.ms !== undefined && e.ms > 0 ? ` (${duration(e.ms)})` : ''}`);
+        } else if (small && e.status === 'skip' && !s.verbose && started(e.phase)) {
+          tallySkip(skipped, e.phase, e.host, msg || e.step);
         } else if (small) {
           if (e.status === 'ok') line(e.ts, `${what}: ok${msg ? `: ${msg}` : ''}${e.ms !== undefined ? ` (${duration(e.ms)})` : ''}`);
           else if (e.status === 'skip') line(e.ts, `${what}: skipped${msg ? `: ${msg}` : ''}`);
@@ -81,7 +95,11 @@ export function createPlainRenderer(s: RendererSettings): Renderer {
   return {
     mode: 'plain',
     listener,
-    done: async () => {},
+    done: async () => {
+      // A phase cut short never sent its end: its skipped steps are still said.
+      for (const [phase, tally] of skipped) line(s.now(), skipSummary(phase, tally));
+      skipped.clear();
+    },
     summary: () => failures.lines(),
   };
 }
@@ -96,4 +114,25 @@ export function progressText(p: PhaseProgress, now: number): string {
 /** What a phase's total counts. */
 export function unitOf(phase: Phase): string {
   return phase === 'workloads' ? 'service' : 'host';
+}
+
+/** Skipped steps of one phase: the hosts, and how many skips said each reason. */
+interface SkipTally {
+  hosts: Set<string>;
+  reasons: Map<string, number>;
+}
+
+function tallySkip(all: Map<Phase, SkipTally>, phase: Phase, host: string, reason: string): void {
+  let t = all.get(phase);
+  if (!t) all.set(phase, (t = { hosts: new Set(), reasons: new Map() }));
+  t.hosts.add(host);
+  t.reasons.set(reason, (t.reasons.get(reason) ?? 0) + 1);
+}
+
+/** `bootstrap: nothing to do for 6 hosts: engine 28.2.2, nothing to change (6); ... (--verbose lists each)`. */
+export function skipSummary(phase: Phase, t: SkipTally): string {
+  const reasons = [...t.reasons.entries()].sort((a, b) => b[1] - a[1]);
+  const shown = reasons.slice(0, 3).map(([r, n]) => (n > 1 ? `${r} (${n})` : r));
+  const more = reasons.length > 3 ? `; ${reasons.length - 3} more reason(s)` : '';
+  return `${phase}: skipped for ${plural(t.hosts.size, 'host')}: ${shown.join('; ')}${more} (--verbose lists each)`;
 }

@@ -30,4 +30,6 @@ export interface RendererSettings {
   startTs: number;
   /** Clock; injectable for tests. */
   now: () => number;
+  /** A line for every skipped step too, instead of one summary line per phase. */
+  verbose?: boolean;
 }
