@@ -386,7 +386,7 @@ export function serviceLogs(
 
 /** The lab kernel has no IPVS: an ingress-mode published port is accepted by the engine but never answers there. */
 function warnLabIngress(ctx: Context, spec: { Name?: string; EndpointSpec?: { Ports?: { PublishMode?: string; PublishedPort?: number }[] } }): void {
-  if (!ctx.providers.some((p) => p.provider.name === 'lab')) return;
+  if (ctx.providers.every((p) => p.provider.info().ingressMesh)) return;
   const ingress = (spec.EndpointSpec?.Ports ?? []).filter((p) => (p.PublishMode ?? 'ingress') === 'ingress');
   if (ingress.length === 0) return;
   ctx.events.warn(

@@ -54,12 +54,13 @@ export function labWarnings(plan: StackPlan): string[] {
   return out;
 }
 
-const isLab = (ctx: Context) => ctx.providers.some((p) => p.provider.name === 'lab');
+/** Some of the cluster's hosts have no IPVS (the lab's): no routing mesh, no virtual IPs. */
+const lacksIpvs = (ctx: Context) => ctx.providers.some((p) => !p.provider.info().ingressMesh);
 
 /** `stack deploy`: validate everything, then create or update through the leader and (unless detached) wait for tasks. */
 export async function stackDeploy(ctx: Context, opts: StackDeployOptions): Promise<StackDeployResult> {
   const { loaded, plan } = planStack(opts.name, opts.files, opts.env);
-  const warnings = [...loaded.warnings, ...(isLab(ctx) ? labWarnings(plan) : [])];
+  const warnings = [...loaded.warnings, ...(lacksIpvs(ctx) ? labWarnings(plan) : [])];
   for (const w of warnings) ctx.events.warn(`stack ${opts.name}: ${w}`);
   return withManager(ctx, async (h) => {
     const lead: Member = { machine: h.machine, remote: h.remote, advertise: h.machine.privateAddress };
@@ -107,7 +108,7 @@ export async function applyInventoryStacks(lead: Member, stacks: ReturnType<type
 export function planInventoryStacks(ctx: Context): { name: string; plan: StackPlan; warnings: string[] }[] {
   return ctx.inventory.stacks.map((s) => {
     const { loaded, plan } = planStack(s.name, s.files, s.env);
-    return { name: s.name, plan, warnings: [...loaded.warnings, ...(isLab(ctx) ? labWarnings(plan) : [])] };
+    return { name: s.name, plan, warnings: [...loaded.warnings, ...(lacksIpvs(ctx) ? labWarnings(plan) : [])] };
   });
 }
 

@@ -25,6 +25,12 @@ export interface ProviderInfo {
   ownsMachines: boolean;
   /** Needs root on the operator's machine. */
   needsRoot: boolean;
+  /**
+   * Its hosts' kernels have IPVS, so swarm's ingress routing mesh (a port published in `ingress` mode answers on every
+   * node) and services' virtual IPs (endpoint mode `vip`) work. False on the lab, whose kernel has no IPVS: the
+   * engine accepts such services, but those ports and VIPs never answer; `mode: host` and `dnsrr` are what work there.
+   */
+  ingressMesh: boolean;
 }
 
 /** Shared by every provider call. */

@@ -5,7 +5,7 @@
  */
 import type { EC2Client, Instance, IpPermission, Tag } from '@aws-sdk/client-ec2';
 import pLimit from 'p-limit';
-import { UsageError } from '../../base/errors.js';
+import { HostStepError, UsageError } from '../../base/errors.js';
 import type { HostSpec, Inventory } from '../../inventory/types.js';
 import type { BatchResult, Provider, ProviderArtifacts, ProviderContext, ProviderInfo } from '../provider.js';
 import type { Machine } from '../../base/machine.js';
@@ -14,13 +14,17 @@ import {
   chunk,
   cleanError,
   cloudRules,
+  type CreateFailure,
   digest,
   operatorPublicKey,
   renderUserData,
+  reportFailures,
   ruleLines,
+  settleMachines,
+  type SettleVerdict,
   shapeGroups,
   sleep,
-  SshWaits,
+  waitUntilGone,
 } from '../cloud/common.js';
 import { type CallStats, ec2Client } from './client.js';
 import { ec2, loadAwsSdk } from './sdk.js';
@@ -49,7 +53,7 @@ interface Env {
 }
 
 /** One host's outcome inside create, before it is reported. */
-type Failure = { host: HostSpec; error: Error; retry: boolean };
+type Failure = CreateFailure;
 
 function tagOf(tags: Tag[] | undefined, key: string): string | undefined {
   return tags?.find((t) => t.Key === key)?.Value;
@@ -71,7 +75,7 @@ export class AwsProvider implements Provider {
   private envs = new WeakMap<ProviderContext, Env>();
 
   info(): ProviderInfo {
-    return { name: 'aws', batchSize: 100, concurrency: 2, userData: true, defaultInstall: 'packages', ownsMachines: true, needsRoot: false };
+    return { name: 'aws', batchSize: 100, concurrency: 2, userData: true, defaultInstall: 'packages', ownsMachines: true, needsRoot: false, ingressMesh: true };
   }
 
   validate(hosts: HostSpec[], ctx: ProviderContext): void {
@@ -243,10 +247,7 @@ export class AwsProvider implements Provider {
         else failedFinal.push(f);
       }
     }
-    for (const f of failedFinal) {
-      result.failed.push({ name: f.host.name, error: f.error });
-      ctx.events.emit({ type: 'step', phase: 'provision', host: f.host.name, step: 'create instance', status: 'fail', message: f.error.message });
-    }
+    reportFailures(ctx, result, failedFinal, 'create instance');
     const throttled = Object.entries(env.stats.retried);
     if (throttled.length) {
       ctx.events.warn(`aws: calls retried by the SDK (throttling or transient errors): ${throttled.map(([a, n]) => `${a} ${n}`).join(', ')}; ${Math.round(env.stats.retryDelayMs)} ms of backoff`);
@@ -345,7 +346,9 @@ export class AwsProvider implements Provider {
     for (const i of asleep) {
       const host = byName.get(tagOf(i.Tags, TAG.name)!)!;
       ctx.events.emit({ type: 'step', phase: 'provision', host: host.name, step: 'start instance', status: 'start' });
-      if (i.State?.Name === 'stopping') failures.push({ host, error: new Error(`instance ${i.InstanceId} is stopping; run \`up\` again once it has stopped`), retry: false });
+      if (i.State?.Name === 'stopping') {
+        failures.push({ host, error: new HostStepError(host.name, 'start instance', `instance ${i.InstanceId} is stopping`, { hint: 'run `up` again once it has stopped' }), retry: false });
+      }
       else startable.push({ host, id: i.InstanceId! });
     }
     const started: { host: HostSpec; id: string }[] = [];
@@ -359,10 +362,7 @@ export class AwsProvider implements Provider {
       }
     }
     const machines = await this.settle(env, ctx, started, failures, ready, { step: 'start instance', terminateBroken: false, named: true });
-    for (const f of failures) {
-      result.failed.push({ name: f.host.name, error: f.error });
-      ctx.events.emit({ type: 'step', phase: 'provision', host: f.host.name, step: 'start instance', status: 'fail', message: f.error.message });
-    }
+    reportFailures(ctx, result, failures, 'start instance');
     return machines;
   }
 
@@ -393,55 +393,55 @@ export class AwsProvider implements Provider {
         }),
       ),
     );
-    // SSH is waited for on each instance as soon as it runs, while the others are still pending: the banner must
-    // answer on the address swarmform will use.
-    const ssh = new SshWaits(ctx, { step: opts.step, deadline, ready });
-    // Running: poll by instance id, 1,000 per call.
-    const byId = new Map(named.map((l) => [l.id, l]));
-    const running = new Map<string, Instance>();
-    for (let delay = 500; byId.size > running.size; delay = Math.min(delay * 2, 5_000)) {
-      const waiting = [...byId.keys()].filter((id) => !running.has(id));
-      for (const ids of chunk(waiting, 1000)) {
-        // EC2 is eventually consistent: an instance just launched may not be known to DescribeInstances yet.
-        const seen = await describe(client, { InstanceIds: ids }).catch((e: unknown) => {
-          if (codeOf(e) === 'InvalidInstanceID.NotFound') return [] as Instance[];
-          throw e;
-        });
-        for (const inst of seen) {
-          const l = byId.get(inst.InstanceId!)!;
-          const state = inst.State?.Name;
-          if (state === 'running') {
-            if (!running.has(inst.InstanceId!)) {
+    // Running: polled by instance id, 1,000 per call; SSH is waited for on each instance as soon as it runs, while
+    // the others are still pending: the banner must answer on the address swarmform will use. What did not come up is
+    // terminated (no orphans) and retried by the caller; a started instance is left as it is.
+    return settleMachines(ctx, named, failures, {
+      step: opts.step,
+      deadline,
+      ready,
+      pace: { firstMs: 500, longestMs: 5_000, pauseFirst: false },
+      broken,
+      poll: async (waiting) => {
+        const verdicts = new Map<{ host: HostSpec; id: string }, SettleVerdict>();
+        const byId = new Map(waiting.map((l) => [l.id, l]));
+        for (const ids of chunk([...byId.keys()], 1000)) {
+          // EC2 is eventually consistent: an instance just launched may not be known to DescribeInstances yet.
+          const seen = await describe(client, { InstanceIds: ids }).catch((e: unknown) => {
+            if (codeOf(e) === 'InvalidInstanceID.NotFound') return [] as Instance[];
+            throw e;
+          });
+          for (const inst of seen) {
+            const l = byId.get(inst.InstanceId!);
+            if (!l) continue;
+            const state = inst.State?.Name;
+            if (state === 'running') {
               try {
                 const m = toMachine(inst, l.host, s, ctx.inventory, await this.userFor(env, l.host, inst.ImageId));
-                ssh.add(m, `${m.providerId} at ${m.privateAddress}`, (error) => broken.push({ ...l, error }));
+                verdicts.set(l, { machine: m, message: `${m.providerId} at ${m.privateAddress}` });
               } catch (error) {
-                broken.push({ ...l, error: error as Error });
+                verdicts.set(l, { error: error as Error });
               }
             }
-            running.set(inst.InstanceId!, inst);
-          }
-          // Just after StartInstances an eventually consistent read may still say stopped: a started one is waited for.
-          else if (state === 'terminated' || state === 'shutting-down' || (opts.terminateBroken && (state === 'stopped' || state === 'stopping'))) {
-            byId.delete(inst.InstanceId!);
-            broken.push({ ...l, error: new Error(`instance ${inst.InstanceId} went ${state}: ${inst.StateReason?.Message ?? inst.StateTransitionReason ?? 'no reason given'}`) });
+            // Just after StartInstances an eventually consistent read may still say stopped: a started one is waited for.
+            else if (state === 'terminated' || state === 'shutting-down' || (opts.terminateBroken && (state === 'stopped' || state === 'stopping'))) {
+              const reason = inst.StateReason?.Message ?? inst.StateTransitionReason ?? 'no reason given';
+              verdicts.set(l, {
+                error: new HostStepError(l.host.name, opts.step, `instance ${inst.InstanceId} went ${state}: ${reason}`, {
+                  hint: 'EC2 gave the reason above (capacity, a spot interruption, the image or the volume): fix it, or run `up` again',
+                }),
+              });
+            }
           }
         }
-      }
-      if (byId.size === running.size) break;
-      if (Date.now() + delay > deadline) {
-        for (const [id, l] of byId) if (!running.has(id)) broken.push({ ...l, error: new Error(`instance ${id} not running after ${s.waitTimeout} s`) });
-        break;
-      }
-      await sleep(delay, ctx.signal);
-    }
-    await ssh.settled();
-    // What did not come up is terminated (no orphans) and retried by the caller; a started instance is left as it is.
-    if (broken.length) {
-      if (opts.terminateBroken) await terminate(client, broken.map((b) => b.id)).catch(() => undefined);
-      for (const b of broken) failures.push({ host: b.host, error: b.error, retry: opts.terminateBroken });
-    }
-    return ssh.machines;
+        return verdicts;
+      },
+      late: (l) =>
+        new HostStepError(l.host.name, opts.step, `instance ${l.id} not running after ${s.waitTimeout} s`, {
+          hint: 'look at the instance in the EC2 console, or raise providers.aws.waitTimeout',
+        }),
+      remove: opts.terminateBroken ? (b) => terminate(client, b.map((x) => x.id)) : undefined,
+    });
   }
 
   async list(ctx: ProviderContext): Promise<Machine[]> {
@@ -504,13 +504,12 @@ export class AwsProvider implements Provider {
       // Anything still tagged (unnamed instances of a crashed run too) goes; the group can only go once they are gone.
       const left = await discover(client, cluster);
       if (left.length) await terminate(client, left.map((i) => i.InstanceId!));
-      const deadline = Date.now() + s.waitTimeout * 1000;
-      for (let delay = 500; ; delay = Math.min(delay * 2, 5_000)) {
-        const alive = await discover(client, cluster, ['pending', 'running', 'stopping', 'stopped', 'shutting-down']);
-        if (alive.length === 0) break;
-        if (Date.now() > deadline) throw new Error(`${alive.length} instance(s) still shutting down after ${s.waitTimeout} s; run down again`);
-        await sleep(delay, ctx.signal);
-      }
+      await waitUntilGone(
+        async () => (await discover(client, cluster, ['pending', 'running', 'stopping', 'stopped', 'shutting-down'])).length,
+        s.waitTimeout,
+        (n) => `aws teardown: ${n} instance(s) still shutting down after ${s.waitTimeout} s`,
+        ctx.signal,
+      );
       const groups = await client.send(new ec2.DescribeSecurityGroupsCommand({ Filters: [{ Name: `tag:${TAG.cluster}`, Values: [cluster] }] }));
       for (const g of groups.SecurityGroups ?? []) {
         for (let i = 0; ; i++) {

@@ -1,7 +1,7 @@
 /**
  * Pieces every cloud provider shares: the swarm firewall rules a cloud firewall must express, batching, the wait for
- * SSH to answer, the operator's public key, user data from a nunjucks template, and error text that never carries
- * credentials.
+ * machines to settle and for SSH to answer, the wait for a torn-down cluster to be gone, the operator's public key,
+ * user data from a nunjucks template, and error text that never carries credentials.
  */
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -10,10 +10,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import nunjucks from 'nunjucks';
 import pLimit from 'p-limit';
-import { UsageError } from '../../base/errors.js';
+import { ExternalError, HostStepError, SwarmformError, UsageError } from '../../base/errors.js';
+import { CancelledError } from '../../run/cancelled.js';
 import { isCidr } from '../../inventory/schema.js';
 import type { HostSpec, Inventory } from '../../inventory/types.js';
-import type { FirewallRule, ProviderContext } from '../provider.js';
+import type { BatchResult, FirewallRule, ProviderContext } from '../provider.js';
 import type { Machine } from '../../base/machine.js';
 
 /** Swarm ports a cluster-scoped cloud firewall opens, to the cluster's own members only. */
@@ -94,7 +95,8 @@ export class SshWaits {
         try {
           await waitForSsh(m.ssh.host, m.ssh.port, Math.max(1_000, this.opts.deadline - Date.now()), this.ctx.signal);
         } catch (e) {
-          broken(e as Error);
+          const err = e as Error;
+          broken(err instanceof CancelledError ? err : new HostStepError(m.name, this.opts.step, err.message, { cause: e, hint: (err as SwarmformError).hint }));
           return;
         }
         this.machines.push(m);
@@ -109,16 +111,103 @@ export class SshWaits {
   }
 }
 
+/** One host's outcome inside a cloud `create`, before it is reported; `retry`: worth another attempt. */
+export type CreateFailure = { host: HostSpec; error: Error; retry: boolean };
+
+/** Reports the hosts that failed for good: each into `result.failed` and as a `fail` event of `step`. */
+export function reportFailures(ctx: ProviderContext, result: BatchResult, failures: CreateFailure[], step: string): void {
+  for (const f of failures) {
+    result.failed.push({ name: f.host.name, error: f.error });
+    ctx.events.emit({ type: 'step', phase: 'provision', host: f.host.name, step, status: 'fail', message: f.error.message });
+  }
+}
+
+/** What one poll says of a machine still starting: up (with the text of its `ok` event), or broken. */
+export type SettleVerdict = { machine: Machine; message: string } | { error: Error };
+
+/** How {@link settleMachines} waits for one cloud's machines. */
+export interface SettleOptions<T extends { host: HostSpec }> {
+  /** The step the hosts' events and errors name (`create instance`, `power on droplet`). */
+  step: string;
+  /** When to give up on running and SSH together (Date.now() ms; the provider's waitTimeout from its start). */
+  deadline: number;
+  ready?: (m: Machine) => void;
+  /** Pauses between polls: the first, doubling up to the longest; `pauseFirst` pauses before the first poll too. */
+  pace: { firstMs: number; longestMs: number; pauseFirst: boolean };
+  /** One poll of the machines still starting: a verdict for each that settled; the rest are polled again. */
+  poll(waiting: T[]): Promise<Map<T, SettleVerdict>>;
+  /** The error of a machine that had not settled by the deadline. */
+  late(item: T): Error;
+  /** Removes the broken machines (errors ignored), whose hosts are then worth a retry; absent: they are left as they are. */
+  remove?(broken: T[]): Promise<void>;
+  /** Machines already known broken before the first poll (a failed tag call). */
+  broken?: (T & { error: Error })[];
+}
+
+/**
+ * Waits for freshly created (or started) machines to run, polling the cloud's API, then for each one's SSH as soon as
+ * it runs, while the others are still starting; each that answers is handed to `ready`. Machines that broke, or did
+ * not come up by the deadline, are removed when `remove` is given and land in `failures`. Returns the machines that
+ * came up.
+ */
+export async function settleMachines<T extends { host: HostSpec }>(
+  ctx: ProviderContext,
+  items: T[],
+  failures: CreateFailure[],
+  o: SettleOptions<T>,
+): Promise<Machine[]> {
+  const { deadline } = o;
+  const broken: (T & { error: Error })[] = [...(o.broken ?? [])];
+  const ssh = new SshWaits(ctx, { step: o.step, deadline, ready: o.ready });
+  const waiting = new Set(items);
+  for (let delay = o.pace.firstMs; waiting.size > 0; delay = Math.min(delay * 2, o.pace.longestMs)) {
+    if (o.pace.pauseFirst) await sleep(delay, ctx.signal);
+    for (const [item, v] of await o.poll([...waiting])) {
+      if (!waiting.delete(item)) continue;
+      if ('error' in v) broken.push({ ...item, error: v.error });
+      else ssh.add(v.machine, v.message, (error) => broken.push({ ...item, error }));
+    }
+    if (waiting.size === 0) break;
+    if (Date.now() + (o.pace.pauseFirst ? 0 : delay) > deadline) {
+      for (const item of waiting) broken.push({ ...item, error: o.late(item) });
+      break;
+    }
+    if (!o.pace.pauseFirst) await sleep(delay, ctx.signal);
+  }
+  await ssh.settled();
+  if (broken.length && o.remove) await o.remove(broken).catch(() => undefined);
+  for (const b of broken) failures.push({ host: b.host, error: b.error, retry: o.remove !== undefined });
+  return ssh.machines;
+}
+
+/**
+ * Polls until `left()` counts nothing left of a torn-down cluster (500 ms doubling to 5 s); after `timeoutS` throws
+ * an ExternalError saying `what(count)`, with the hint to run `down` again.
+ */
+export async function waitUntilGone(left: () => Promise<number>, timeoutS: number, what: (count: number) => string, signal?: AbortSignal): Promise<void> {
+  const deadline = Date.now() + timeoutS * 1000;
+  for (let delay = 500; ; delay = Math.min(delay * 2, 5_000)) {
+    const count = await left();
+    if (count === 0) return;
+    if (Date.now() > deadline) throw new ExternalError(what(count), { hint: 'run `swarmform down` again once the cloud has caught up' });
+    await sleep(delay, signal);
+  }
+}
+
 /** Resolves once `host:port` answers with an SSH banner, or throws after `timeoutMs`. */
 export async function waitForSsh(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer';
   for (let delay = 250; ; delay = Math.min(delay * 2, 5_000)) {
-    if (signal?.aborted) throw new Error('cancelled while waiting for SSH');
+    if (signal?.aborted) throw new CancelledError('cancelled while waiting for SSH', { cause: signal.reason });
     const r = await sshBanner(host, port, Math.min(10_000, Math.max(1_000, deadline - Date.now())));
     if (r === true) return;
     last = r;
-    if (Date.now() + delay > deadline) throw new Error(`SSH on ${host}:${port} did not answer within ${Math.round(timeoutMs / 1000)} s (${last})`);
+    if (Date.now() + delay > deadline) {
+      throw new ExternalError(`SSH on ${host}:${port} did not answer within ${Math.round(timeoutMs / 1000)} s (${last})`, {
+        hint: "check that the machine's image runs sshd on that port and that its firewall admits SSH from this machine (providers setting sshFrom)",
+      });
+    }
     await new Promise((res) => setTimeout(res, delay));
   }
 }
@@ -189,13 +278,16 @@ export async function renderUserData(ref: string, inventory: Inventory, vars: Re
   return env.renderString(source, { cluster: inventory.cluster, ...vars });
 }
 
-/** An error's text for reports: the provider's own code and message, nothing else (no request, no headers). */
+/**
+ * An error's text for reports: the provider's own code and message, nothing else (no request, no headers). An error
+ * of swarmform's own (usage, cancelled, a timeout with its hint) is passed on as it is.
+ */
 export function cleanError(e: unknown, what: string): Error {
-  if (e instanceof UsageError) return e;
+  if (e instanceof SwarmformError) return e;
   const x = e as { name?: string; Code?: string; code?: string; message?: string; $metadata?: { attempts?: number } };
   const code = x?.Code ?? (x?.name && x.name !== 'Error' ? x.name : undefined) ?? x?.code;
   const attempts = x?.$metadata?.attempts && x.$metadata.attempts > 1 ? ` (after ${x.$metadata.attempts} attempts)` : '';
-  const err = new Error(`${what}: ${code ? `${code}: ` : ''}${x?.message ?? String(e)}${attempts}`);
+  const err = new ExternalError(`${what}: ${code ? `${code}: ` : ''}${x?.message ?? String(e)}${attempts}`);
   (err as Error & { code?: string }).code = code;
   return err;
 }
@@ -217,11 +309,11 @@ export function checkEndpoint(provider: string, endpoint: string | undefined): v
 /** Sleeps, unless aborted. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new Error('cancelled'));
+    if (signal?.aborted) return reject(new CancelledError('cancelled', { cause: signal.reason }));
     const t = setTimeout(resolve, ms);
     signal?.addEventListener('abort', () => {
       clearTimeout(t);
-      reject(new Error('cancelled'));
+      reject(new CancelledError('cancelled', { cause: signal.reason }));
     }, { once: true });
   });
 }

@@ -7,7 +7,7 @@
  */
 import { DigitalOcean } from 'digitalocean-js';
 import { instance } from 'digitalocean-js/src/lib/axios-instance.js';
-import { UsageError } from '../../base/errors.js';
+import { ExternalError, UsageError } from '../../base/errors.js';
 import { checkEndpoint } from '../cloud/common.js';
 import type { DoSettings } from './settings.js';
 
@@ -104,7 +104,7 @@ function toError(err: AxiosLikeError, attempts: number): Error {
   const msg = status
     ? `DigitalOcean ${what}: ${status}${data?.id ? ` ${data.id}` : ''}: ${data?.message ?? err.message}${attempts > 1 ? ` (after ${attempts} attempts)` : ''}`
     : `DigitalOcean ${what}: ${err.code ?? ''} ${err.message}`;
-  const e = new Error(msg.replace(/Bearer\s+\S+/g, 'Bearer ***'));
+  const e = new ExternalError(msg.replace(/Bearer\s+\S+/g, 'Bearer ***'));
   (e as Error & { status?: number; code?: string }).status = status;
   (e as Error & { code?: string }).code = data?.id;
   return e;

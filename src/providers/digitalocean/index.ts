@@ -5,12 +5,25 @@
  */
 import pLimit from 'p-limit';
 import type { Droplet, Firewall, FirewallInboundRule, FirewallOutboundRule, SshKey } from 'digitalocean-js';
-import { UsageError } from '../../base/errors.js';
+import { HostStepError, UsageError } from '../../base/errors.js';
 import type { HostSpec, Inventory } from '../../inventory/types.js';
 import type { BatchResult, Provider, ProviderArtifacts, ProviderContext, ProviderInfo } from '../provider.js';
 import type { Machine } from '../../base/machine.js';
 import { inventorySsh } from '../ssh/index.js';
-import { chunk, cloudRules, md5Fingerprint, operatorPublicKey, renderUserData, ruleLines, shapeGroups, sleep, SshWaits } from '../cloud/common.js';
+import {
+  chunk,
+  cloudRules,
+  type CreateFailure,
+  md5Fingerprint,
+  operatorPublicKey,
+  renderUserData,
+  reportFailures,
+  ruleLines,
+  settleMachines,
+  type SettleVerdict,
+  shapeGroups,
+  waitUntilGone,
+} from '../cloud/common.js';
 import { type DoStats, doClient, doToken } from './client.js';
 import { type DoSettings, doOptionsSchema, doSettings, doSettingsSchema, doShape, doTags } from './settings.js';
 
@@ -23,7 +36,7 @@ interface Env {
   firewallReady?: boolean;
 }
 
-type Failure = { host: HostSpec; error: Error; retry: boolean };
+type Failure = CreateFailure;
 
 /** Droplet-limit answers: later batches would fail the same way, so they are reported at once. */
 function isLimit(e: Error): boolean {
@@ -37,7 +50,7 @@ export class DigitalOceanProvider implements Provider {
   private envs = new WeakMap<ProviderContext, Env>();
 
   info(): ProviderInfo {
-    return { name: 'digitalocean', batchSize: 10, concurrency: 2, userData: true, defaultInstall: 'packages', ownsMachines: true, needsRoot: false };
+    return { name: 'digitalocean', batchSize: 10, concurrency: 2, userData: true, defaultInstall: 'packages', ownsMachines: true, needsRoot: false, ingressMesh: true };
   }
 
   validate(hosts: HostSpec[], ctx: ProviderContext): void {
@@ -164,7 +177,7 @@ export class DigitalOceanProvider implements Provider {
                 if (host) created.push({ host, id: d.id });
                 byName.delete(d.name);
               }
-              for (const host of byName.values()) failures.push({ host, error: new Error('the API did not return this droplet'), retry: true });
+              for (const host of byName.values()) failures.push({ host, error: new HostStepError(host.name, 'create droplet', 'the API did not return this droplet'), retry: true });
             } catch (e) {
               const error = e as Error;
               if (isLimit(error)) {
@@ -194,10 +207,7 @@ export class DigitalOceanProvider implements Provider {
         else finalFailures.push(f);
       }
     }
-    for (const f of finalFailures) {
-      result.failed.push({ name: f.host.name, error: f.error });
-      ctx.events.emit({ type: 'step', phase: 'provision', host: f.host.name, step: 'create droplet', status: 'fail', message: f.error.message });
-    }
+    reportFailures(ctx, result, finalFailures, 'create droplet');
     return result;
   }
 
@@ -226,10 +236,7 @@ export class DigitalOceanProvider implements Provider {
       ),
     );
     const machines = await this.settle(env, ctx, asked, failures, ready, { step: 'power on droplet', deleteBroken: false });
-    for (const f of failures) {
-      result.failed.push({ name: f.host.name, error: f.error });
-      ctx.events.emit({ type: 'step', phase: 'provision', host: f.host.name, step: 'power on droplet', status: 'fail', message: f.error.message });
-    }
+    reportFailures(ctx, result, failures, 'power on droplet');
     return machines;
   }
 
@@ -243,39 +250,37 @@ export class DigitalOceanProvider implements Provider {
     opts: { step: string; deleteBroken: boolean } = { step: 'create droplet', deleteBroken: true },
   ): Promise<Machine[]> {
     const { s, c } = env;
-    const deadline = Date.now() + s.waitTimeout * 1000;
-    const waiting = new Map(created.map((x) => [x.id, x]));
-    const broken: { host: HostSpec; id: number; error: Error }[] = [];
     // SSH is waited for on each droplet as soon as it is active, while the others are still starting.
-    const ssh = new SshWaits(ctx, { step: opts.step, deadline, ready });
-    for (let delay = 1000; waiting.size > 0; delay = Math.min(delay * 2, 10_000)) {
-      await sleep(Math.min(delay, 2000), ctx.signal);
-      const all = new Map((await this.droplets(env, ctx.inventory.cluster)).map((d) => [d.id, d]));
-      for (const [id, x] of waiting) {
-        const d = all.get(id);
-        if (!d) {
-          waiting.delete(id);
-          broken.push({ ...x, error: new Error(`droplet ${id} disappeared while starting`) });
-        } else if (d.status === 'active' && d.networks?.v4?.length) {
-          waiting.delete(id);
-          const m = toMachine(d, x.host, s, ctx.inventory);
-          ssh.add(m, `droplet ${d.id} at ${m.privateAddress}`, (error) => broken.push({ ...x, error }));
-        } else if (d.status === 'errored' || d.status === 'archive') {
-          waiting.delete(id);
-          broken.push({ ...x, error: new Error(`droplet ${id} is ${d.status}`) });
+    return settleMachines(ctx, created, failures, {
+      step: opts.step,
+      deadline: Date.now() + s.waitTimeout * 1000,
+      ready,
+      pace: { firstMs: 1000, longestMs: 2000, pauseFirst: true },
+      poll: async (waiting) => {
+        const verdicts = new Map<{ host: HostSpec; id: number }, SettleVerdict>();
+        const all = new Map((await this.droplets(env, ctx.inventory.cluster)).map((d) => [d.id, d]));
+        for (const x of waiting) {
+          const d = all.get(x.id);
+          const broken = (what: string) =>
+            verdicts.set(x, { error: new HostStepError(x.host.name, opts.step, `droplet ${x.id} ${what}`, { hint: 'look at the droplet in the DigitalOcean control panel, or run `up` again' }) });
+          if (!d) broken('disappeared while starting');
+          else if (d.status === 'active' && d.networks?.v4?.length) {
+            const m = toMachine(d, x.host, s, ctx.inventory);
+            verdicts.set(x, { machine: m, message: `droplet ${d.id} at ${m.privateAddress}` });
+          } else if (d.status === 'errored' || d.status === 'archive') broken(`is ${d.status}`);
         }
-      }
-      if (waiting.size && Date.now() > deadline) {
-        for (const [id, x] of waiting) broken.push({ ...x, error: new Error(`droplet ${id} not active after ${s.waitTimeout} s`) });
-        break;
-      }
-    }
-    await ssh.settled();
-    for (const b of broken) {
-      if (opts.deleteBroken) await c.http.delete(`/droplets/${b.id}`).catch(() => undefined);
-      failures.push({ host: b.host, error: b.error, retry: opts.deleteBroken });
-    }
-    return ssh.machines;
+        return verdicts;
+      },
+      late: (x) =>
+        new HostStepError(x.host.name, opts.step, `droplet ${x.id} not active after ${s.waitTimeout} s`, {
+          hint: 'look at the droplet in the DigitalOcean control panel, or raise providers.digitalocean.waitTimeout',
+        }),
+      remove: opts.deleteBroken
+        ? async (broken) => {
+            for (const b of broken) await c.http.delete(`/droplets/${b.id}`).catch(() => undefined);
+          }
+        : undefined,
+    });
   }
 
   private droplets(env: Env, cluster: string): Promise<Droplet[]> {
@@ -339,11 +344,7 @@ export class DigitalOceanProvider implements Provider {
       tags.add(t.group(h.group));
     }
     if (left.length) await c.api.droplets.deleteDropletsByTag(t.cluster);
-    const deadline = Date.now() + s.waitTimeout * 1000;
-    for (let delay = 500; (await this.droplets(env, cluster)).length > 0; delay = Math.min(delay * 2, 5_000)) {
-      if (Date.now() > deadline) throw new Error(`droplets tagged ${t.cluster} still exist after ${s.waitTimeout} s; run down again`);
-      await sleep(delay, ctx.signal);
-    }
+    await waitUntilGone(async () => (await this.droplets(env, cluster)).length, s.waitTimeout, () => `droplets tagged ${t.cluster} still exist after ${s.waitTimeout} s`, ctx.signal);
     for (const f of (await c.list<Firewall>('/firewalls', 'firewalls')).filter((f) => f.name === `swarmform-${cluster}`)) {
       await c.api.firewalls.deleteFirewall(f.id!);
     }

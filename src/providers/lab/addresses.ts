@@ -5,6 +5,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { HostStepError } from '../../base/errors.js';
 import { addressesFile } from './paths.js';
 
 /** A parsed IPv4 CIDR. `network` and `broadcast` are unsigned 32-bit integers. */
@@ -148,7 +149,9 @@ export function allocateAddresses(
       if (name in map) continue;
       while (next < subnet.broadcast && used.has(next)) next++;
       if (next >= subnet.broadcast) {
-        throw new Error(`subnet ${subnet.cidr} has no free address left for host ${name}`);
+        throw new HostStepError(name, 'create host', `subnet ${subnet.cidr} has no free address left`, {
+          hint: 'tear the cluster down and set providers.lab.subnet to a larger subnet, or ask for fewer hosts',
+        });
       }
       map[name] = formatIp(next);
       used.add(next);

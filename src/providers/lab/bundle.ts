@@ -4,6 +4,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { UsageError } from '../../base/errors.js';
 import { cached, versionKey } from './cache.js';
 import { run } from './exec.js';
 import { cacheDir } from './paths.js';
@@ -49,7 +50,7 @@ export async function locateEngineBinaries(): Promise<Record<string, string>> {
     else missing.push(name);
   }
   if (missing.length > 0) {
-    throw new Error(`engine binaries not found: ${missing.join(', ')} (apt-get install -y docker.io containerd runc)`);
+    throw new UsageError(`engine binaries not found on this machine: ${missing.join(', ')}`, { hint: `apt-get install -y ${ENGINE_PACKAGES.join(' ')}` });
   }
   return found;
 }

@@ -3,6 +3,7 @@
  * and failures that carry the command and the tail of its stderr so the error can be acted on.
  */
 import { spawn } from 'node:child_process';
+import { HostStepError, type SwarmformError } from '../../base/errors.js';
 
 /** What a finished command printed and how it ended. */
 export interface RunResult {
@@ -104,4 +105,19 @@ export function commandEnv(): NodeJS.ProcessEnv {
   const parts = base.split(':').filter(Boolean);
   for (const p of need) if (!parts.includes(p)) parts.push(p);
   return { ...process.env, PATH: parts.join(':'), LC_ALL: 'C' };
+}
+
+/**
+ * A failure while making host `name`, as the `create host` step's error: a HostStepError passes as it is; a command's
+ * error keeps its command and stderr tail, anything else its message's tail and hint.
+ */
+export function createHostError(name: string, e: unknown): HostStepError {
+  if (e instanceof HostStepError) return e;
+  const err = e as Error;
+  return new HostStepError(name, 'create host', err instanceof CommandError ? err.message : tail(err.message), {
+    cause: e,
+    hint: (err as SwarmformError).hint,
+    command: err instanceof CommandError ? err.command : undefined,
+    stderr: err instanceof CommandError ? tail(err.stderr) : undefined,
+  });
 }

@@ -5,17 +5,17 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { HostStepError, UsageError } from '../../base/errors.js';
+import { UsageError } from '../../base/errors.js';
 import type { HostSpec } from '../../inventory/types.js';
 import type { Machine } from '../../base/machine.js';
 import { formatIp, gatewayOf, type Subnet } from './addresses.js';
 import { hostOverlays, type MaskLayer, type MaskOverlay } from './engine-mask.js';
-import { CommandError, tail } from './exec.js';
+import { createHostError } from './exec.js';
 import { ensureKey } from './keys.js';
 import { netnsName, vethName } from './names.js';
 import { createHostNetwork, deleteNetns, netnsExists, netnsInode } from './netns.js';
 import { HOST_MOUNTS, hostPaths, labRoot, type HostPaths } from './paths.js';
-import { hostMembers, hostMountNeedle, ownNamespaces, procInfo, scanProcesses, stickyFinder, stopProcesses } from './processes.js';
+import { hostMembers, hostMountNeedle, ownNamespaces, procInfo, scanProcesses, stickyFinder, stopProcesses, wouldNotStop } from './processes.js';
 import { canConnect, renderSshdConfig, startSshd } from './sshd.js';
 import { exists } from './cache.js';
 
@@ -173,7 +173,7 @@ export async function stopHostRemains(cluster: string, name: string): Promise<vo
     }),
   );
   if (left.length > 0) {
-    throw new Error(`processes would not stop: ${left.map((p) => `${p.pid} (${p.comm})`).join(', ')}`);
+    throw wouldNotStop(left);
   }
   await deleteNetns(netns);
 }
@@ -213,13 +213,7 @@ export async function ensureHost(plan: HostPlan): Promise<HostOutcome> {
     await writeMachine(paths, machine);
     return { machine, reused: false };
   } catch (e) {
-    if (e instanceof HostStepError) throw e;
-    const err = e as Error;
-    throw new HostStepError(name, 'create host', err instanceof CommandError ? err.message : tail(err.message), {
-      cause: e,
-      command: err instanceof CommandError ? err.command : undefined,
-      stderr: err instanceof CommandError ? tail(err.stderr) : undefined,
-    });
+    throw createHostError(name, e);
   }
 }
 

@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs';
 import pLimit from 'p-limit';
 import { UsageError } from '../../base/errors.js';
+import { CancelledError } from '../../run/cancelled.js';
 import type { HostSpec } from '../../inventory/types.js';
 import type { BatchResult, Provider, ProviderArtifacts, ProviderContext, ProviderInfo } from '../provider.js';
 import type { Machine } from '../../base/machine.js';
@@ -47,6 +48,8 @@ export class LabProvider implements Provider {
       defaultInstall: 'bundle',
       ownsMachines: true,
       needsRoot: true,
+      // The lab kernel has no IPVS.
+      ingressMesh: false,
     };
   }
 
@@ -151,7 +154,7 @@ export class LabProvider implements Provider {
           const started = Date.now();
           ctx.events.emit({ type: 'step', phase: 'provision', host: spec.name, step: 'create host', status: 'start' });
           try {
-            if (ctx.signal?.aborted) throw new Error('cancelled before the host was created');
+            if (ctx.signal?.aborted) throw new CancelledError('cancelled before the host was created', { cause: ctx.signal.reason });
             const address = addresses[spec.name];
             if (!isHostAddress(settings.subnet, address)) {
               throw new UsageError(
@@ -167,21 +170,17 @@ export class LabProvider implements Provider {
               publicKeys.push(pub);
               keyPath = spec.ssh.key;
             }
+            // A host that is up: recorded, reported and handed to `ready`.
+            const up = (machine: Machine, message: string) => {
+              result.done.push(machine);
+              ctx.events.emit({ type: 'step', phase: 'provision', host: spec.name, step: 'create host', status: 'ok', message, ms: Date.now() - started });
+              ready?.(machine);
+            };
             const choice = choices.get(spec.name);
             if (choice) {
               const image = await osImage(choice, (m) => ctx.events.info(m));
               const os = await ensureOsHost({ cluster, spec, address, subnet: settings.subnet, bridge: settings.bridge, keyPath, publicKeys, image });
-              result.done.push(os.machine);
-              ctx.events.emit({
-                type: 'step',
-                phase: 'provision',
-                host: spec.name,
-                step: 'create host',
-                status: 'ok',
-                message: os.reused ? `already running at ${address}` : `booted ${image.codename} at ${address} (sshd after ${((os.bootMs ?? 0) / 1000).toFixed(1)} s)`,
-                ms: Date.now() - started,
-              });
-              ready?.(os.machine);
+              up(os.machine, os.reused ? `already running at ${address}` : `booted ${image.codename} at ${address} (sshd after ${((os.bootMs ?? 0) / 1000).toFixed(1)} s)`);
               return;
             }
             const { machine, reused } = await ensureHost({
@@ -195,17 +194,7 @@ export class LabProvider implements Provider {
               maskLayers,
               engineLayer: engine,
             });
-            result.done.push(machine);
-            ctx.events.emit({
-              type: 'step',
-              phase: 'provision',
-              host: spec.name,
-              step: 'create host',
-              status: 'ok',
-              message: reused ? `already running at ${address}` : `created at ${address}`,
-              ms: Date.now() - started,
-            });
-            ready?.(machine);
+            up(machine, reused ? `already running at ${address}` : `created at ${address}`);
           } catch (e) {
             const error = errorOf(e);
             result.failed.push({ name: spec.name, error });

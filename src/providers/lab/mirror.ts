@@ -10,6 +10,7 @@
 import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { ExternalError } from '../../base/errors.js';
 import type { PackageMirror } from '../provider.js';
 import { exists } from './cache.js';
 import { run } from './exec.js';
@@ -149,7 +150,9 @@ export async function ensureMirrorServer(cluster: string, gateway: string): Prom
   child.on('error', (e) => (failed = e));
   child.on('exit', (code) => (exited = code));
   child.unref();
-  if (child.pid === undefined) throw new Error(`could not start the lab package mirror (busybox httpd): ${failed?.message ?? 'no pid'}`);
+  if (child.pid === undefined) {
+    throw new ExternalError(`could not start the lab package mirror (busybox httpd): ${failed?.message ?? 'no pid'}`, { hint: 'apt-get install -y busybox' });
+  }
   let start: number | undefined;
   for (let i = 0; i < 20 && start === undefined; i++) {
     start = await procStart(child.pid);
@@ -166,10 +169,10 @@ export async function ensureMirrorServer(cluster: string, gateway: string): Prom
     await new Promise((r) => setTimeout(r, 50));
   }
   await stopMirrorServer(cluster).catch(() => undefined);
-  throw new Error(
+  throw new ExternalError(
     `the lab package mirror (busybox httpd on ${gateway}:${MIRROR_PORT}) did not start` +
-      `${failed ? `: ${failed.message}` : exited !== undefined ? `: exited ${exited}` : ''}` +
-      ' (is busybox installed, and is the port free?)',
+      `${failed ? `: ${failed.message}` : exited !== undefined ? `: exited ${exited}` : ''}`,
+    { hint: `check that busybox is installed (apt-get install -y busybox) and that nothing else listens on ${gateway}:${MIRROR_PORT}` },
   );
 }
 
@@ -201,7 +204,9 @@ export async function stopMirrorServer(cluster: string, gateway?: string): Promi
     }
     if (pids.size === 0) break;
   }
-  if (pids.size > 0) throw new Error(`the lab package mirror server would not stop: pid ${[...pids].join(', ')}`);
+  if (pids.size > 0) {
+    throw new ExternalError(`the lab package mirror server would not stop: pid ${[...pids].join(', ')}`, { hint: `kill -9 ${[...pids].join(' ')}, then run again` });
+  }
   await fs.rm(mirrorPidFile(cluster), { force: true });
 }
 

@@ -15,27 +15,20 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { HostStepError, UsageError } from '../../base/errors.js';
-import type { HostSpec } from '../../inventory/types.js';
+import { ExternalError, UsageError } from '../../base/errors.js';
 import type { Machine } from '../../base/machine.js';
-import { formatIp, gatewayOf, type Subnet } from './addresses.js';
+import { formatIp, gatewayOf } from './addresses.js';
 import { exists } from './cache.js';
-import { CommandError, run, tail } from './exec.js';
-import { readMachine, stopHostRemains, type HostOutcome } from './host.js';
+import { createHostError, run, tail } from './exec.js';
+import { readMachine, stopHostRemains, type HostOutcome, type HostPlan } from './host.js';
 import { netnsName, vethName } from './names.js';
 import { createHostNetwork, netnsExists, netnsInode, netnsPath } from './netns.js';
 import { imageByName, type OsImage } from './os-image.js';
+import { signalAll, wouldNotStop } from './processes.js';
 import { hostsDir, osHostPaths, type OsHostPaths } from './paths.js';
 
-/** Everything needed to make one OS host. */
-export interface OsHostPlan {
-  cluster: string;
-  spec: HostSpec;
-  address: string;
-  subnet: Subnet;
-  bridge: string;
-  keyPath: string;
-  publicKeys: string[];
+/** Everything needed to make one OS host: a host's plan, with the OS image in place of the engine layers. */
+export interface OsHostPlan extends Omit<HostPlan, 'maskLayers' | 'engineLayer'> {
   image: OsImage;
 }
 
@@ -248,15 +241,6 @@ export async function findMachines(match: (root: string) => boolean): Promise<Pr
   return out;
 }
 
-function signal(pids: Iterable<number>, sig: NodeJS.Signals): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, sig);
-    } catch {
-      // gone already
-    }
-  }
-}
 
 /**
  * Shuts the matching machines down: SIGTERM to each supervisor (passed on to nspawn: an orderly shutdown), or to an
@@ -266,7 +250,7 @@ export async function stopMachines(match: (root: string) => boolean, timeoutMs =
   const first = await findMachines(match);
   if (first.length === 0) return [];
   const supervisors = new Set(first.filter((p) => p.args.includes(SUPERVISOR_MARK)).map((p) => p.pid));
-  signal(first.filter((p) => supervisors.has(p.pid) || !supervisors.has(p.ppid)).map((p) => p.pid), 'SIGTERM');
+  signalAll(first.filter((p) => supervisors.has(p.pid) || !supervisors.has(p.ppid)).map((p) => p.pid), 'SIGTERM');
   const until = Date.now() + timeoutMs;
   let left = first;
   while (Date.now() < until) {
@@ -275,8 +259,8 @@ export async function stopMachines(match: (root: string) => boolean, timeoutMs =
     await new Promise((r) => setTimeout(r, 100));
   }
   // nspawn first (it takes the container's PID namespace down with it), then the supervisor, so it cannot boot again.
-  signal(left.filter((p) => p.comm === 'systemd-nspawn').map((p) => p.pid), 'SIGKILL');
-  signal(left.map((p) => p.pid), 'SIGKILL');
+  signalAll(left.filter((p) => p.comm === 'systemd-nspawn').map((p) => p.pid), 'SIGKILL');
+  signalAll(left.map((p) => p.pid), 'SIGKILL');
   for (let i = 0; i < 30; i++) {
     left = (await Promise.all(left.map((p) => readProc(p.pid)))).filter((p): p is Proc => p !== undefined);
     if (left.length === 0) return [];
@@ -289,7 +273,7 @@ export async function stopMachines(match: (root: string) => boolean, timeoutMs =
 export async function stopOsMachine(cluster: string, name: string): Promise<void> {
   const root = osHostPaths(cluster, name).root;
   const left = await stopMachines((r) => r === root);
-  if (left.length > 0) throw new Error(`${name}: the machine would not stop: ${left.map((p) => `${p.pid} (${p.comm})`).join(', ')}`);
+  if (left.length > 0) throw wouldNotStop(left, `${name}: the machine`);
 }
 
 /** Stops every OS host machine started from the cluster's hosts directory, recorded or not. */
@@ -433,7 +417,9 @@ async function personalize(plan: OsHostPlan, paths: OsHostPaths): Promise<void> 
   }
   const passwd = await viewOf(paths, image, 'etc/passwd');
   const entry = passwd ? passwdEntry(await fs.readFile(passwd, 'utf8'), image.user) : undefined;
-  if (!entry) throw new Error(`the image has no user ${image.user} in /etc/passwd`);
+  if (!entry) {
+    throw new ExternalError(`the image has no user ${image.user} in /etc/passwd`, { hint: 'the OS image is damaged: remove it with `swarmform lab prune` so the next run builds it again' });
+  }
   const home = entry.home.replace(/^\/+/, '');
   const owner = { uid: entry.uid, gid: entry.gid };
   await upperDir(paths, image, home, { ...owner, mode: 0o750 });
@@ -479,7 +465,9 @@ async function boot(plan: OsHostPlan, paths: OsHostPaths, netns: string): Promis
     let spawnError: Error | undefined;
     child.on('error', (e) => (spawnError = e));
     child.unref();
-    if (child.pid === undefined) throw new Error(`could not start systemd-nspawn: ${spawnError?.message ?? 'no pid'}`);
+    if (child.pid === undefined) {
+      throw new ExternalError(`could not start systemd-nspawn: ${spawnError?.message ?? 'no pid'}`, { hint: 'apt-get install -y systemd-container' });
+    }
     await fs.writeFile(paths.pidFile, `${child.pid}\n`, { mode: 0o644 });
     return child.pid;
   } finally {
@@ -494,12 +482,14 @@ async function waitForSsh(plan: OsHostPlan, paths: OsHostPaths, pid: number): Pr
     if (await sshBanner(plan.address, 1_000)) return;
     if (!(await readProc(pid))) {
       const text = await fs.readFile(paths.log, 'utf8').catch(() => '');
-      throw new Error(`the machine stopped while booting${text ? `: ${tail(text, 12)}` : ''}`);
+      throw new ExternalError(`the machine stopped while booting${text ? `: ${tail(text, 12)}` : ''}`, { hint: `its console log is ${paths.log}` });
     }
     await new Promise((r) => setTimeout(r, 200));
   }
   const text = await fs.readFile(paths.log, 'utf8').catch(() => '');
-  throw new Error(`sshd did not answer on ${plan.address}:22 within ${BOOT_TIMEOUT_MS / 1000} s${text ? `: ${tail(text, 12)}` : ''}`);
+  throw new ExternalError(`sshd did not answer on ${plan.address}:22 within ${BOOT_TIMEOUT_MS / 1000} s${text ? `: ${tail(text, 12)}` : ''}`, {
+    hint: `its console log is ${paths.log}`,
+  });
 }
 
 /**
@@ -568,13 +558,8 @@ export async function ensureOsHost(plan: OsHostPlan): Promise<HostOutcome & { bo
     await writeJson(paths.machineJson, machine);
     return { machine, reused: false, bootMs: Date.now() - started };
   } catch (e) {
-    if (e instanceof HostStepError || e instanceof UsageError) throw e;
-    const err = e as Error;
-    throw new HostStepError(name, 'create host', err instanceof CommandError ? err.message : tail(err.message), {
-      cause: e,
-      command: err instanceof CommandError ? err.command : undefined,
-      stderr: err instanceof CommandError ? tail(err.stderr) : undefined,
-    });
+    if (e instanceof UsageError) throw e;
+    throw createHostError(name, e);
   }
 }
 

@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { UsageError } from '../../base/errors.js';
+import { ExternalError, UsageError } from '../../base/errors.js';
 import { exists } from './cache.js';
 import { CommandError, run, tail } from './exec.js';
 import { addToMirror, mirrorReady } from './mirror.js';
@@ -251,7 +251,9 @@ async function removeBuildDir(dir: string): Promise<void> {
   if (!(await exists(dir))) return;
   const mounts = await fs.readFile('/proc/self/mountinfo', 'utf8');
   if (mounts.split('\n').some((l) => (l.split(' ')[4] ?? '').startsWith(`${dir}/`))) {
-    throw new Error(`cannot remove the failed image build ${dir}: something is still mounted below it`);
+    throw new ExternalError(`cannot remove the failed image build ${dir}: something is still mounted below it`, {
+      hint: `unmount what is mounted below ${dir} (findmnt -R ${dir}) and run again`,
+    });
   }
   await fs.rm(dir, { recursive: true, force: true });
 }

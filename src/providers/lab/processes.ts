@@ -4,6 +4,7 @@
  * live in namespaces of their own but are children of a containerd-shim that lives in the host).
  */
 import { promises as fs } from 'node:fs';
+import { ExternalError } from '../../base/errors.js';
 
 /** What the lab needs to know about one process. */
 export interface ProcInfo {
@@ -174,7 +175,8 @@ export function hostMembers(procs: ProcInfo[], matchers: HostMatcher[], own: { n
   });
 }
 
-function signalAll(pids: Iterable<number>, signal: NodeJS.Signals): void {
+/** Sends `signal` to each pid; one already gone is skipped. */
+export function signalAll(pids: Iterable<number>, signal: NodeJS.Signals): void {
   for (const pid of pids) {
     try {
       process.kill(pid, signal);
@@ -245,4 +247,11 @@ export async function stopProcesses(find: () => Promise<Member[]>): Promise<Memb
   if (stubborn.length === 0) return [];
   signalAll(stubborn.map((p) => p.pid), 'SIGKILL');
   return waitUntilEmpty(find, STOP_TIMEOUTS.killMs);
+}
+
+/** The error for processes that outlived SIGTERM and SIGKILL (`what`: whose), with the command to try by hand. */
+export function wouldNotStop(left: { pid: number; comm: string }[], what = 'processes'): ExternalError {
+  return new ExternalError(`${what} would not stop: ${left.map((p) => `${p.pid} (${p.comm})`).join(', ')}`, {
+    hint: `kill -9 ${left.map((p) => p.pid).join(' ')}, then run again`,
+  });
 }

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { ExternalError } from '../../base/errors.js';
 import type { MaskOverlay } from './engine-mask.js';
 import { tail } from './exec.js';
 import { netnsPath } from './netns.js';
@@ -117,7 +118,7 @@ export async function startSshd(opts: {
     child.on('exit', (code, signal) => (exited = { code, signal }));
     child.unref();
     const pid = child.pid;
-    if (pid === undefined) throw new Error(`could not start sshd: ${spawnError?.message ?? 'no pid'}`);
+    if (pid === undefined) throw new ExternalError(`could not start sshd: ${spawnError?.message ?? 'no pid'}`, { hint: 'apt-get install -y openssh-server' });
     await fs.writeFile(paths.pidFile, `${pid}\n`, { mode: 0o644 });
     // A quick check only: bootstrap waits for SSH with backoff, but an sshd that dies at once (bad config, mount
     // failure) should fail the host here with its log.
@@ -126,7 +127,7 @@ export async function startSshd(opts: {
       if (spawnError || exited || !(await isAlive(pid))) {
         const text = await fs.readFile(paths.sshdLog, 'utf8').catch(() => '');
         const how = spawnError ? spawnError.message : exited ? `exited ${exited.code ?? exited.signal}` : 'died';
-        throw new Error(`sshd ${how}${text ? `: ${tail(text)}` : ''}`);
+        throw new ExternalError(`sshd ${how}${text ? `: ${tail(text)}` : ''}`, { hint: `its log is ${paths.sshdLog}` });
       }
       if (await canConnect(opts.address, 22, 300)) break;
       await new Promise((r) => setTimeout(r, 50));

@@ -4,6 +4,7 @@
  */
 import { promises as fs } from 'node:fs';
 import pLimit from 'p-limit';
+import { ExternalError, HostStepError, type SwarmformError } from '../../base/errors.js';
 import type { BatchResult } from '../provider.js';
 import { readAddresses, releaseAddresses } from './addresses.js';
 import { deleteLink, listLinks, removeForwardRules } from './bridge.js';
@@ -20,6 +21,7 @@ import {
   scanProcesses,
   stickyFinder,
   stopProcesses,
+  wouldNotStop,
   type HostMatcher,
   type Member,
 } from './processes.js';
@@ -73,7 +75,9 @@ async function mountsUnder(dir: string): Promise<string[]> {
 export async function removeTree(dir: string): Promise<void> {
   for (const mp of await mountsUnder(dir)) await run('umount', ['-l', mp], { allowFail: true, timeoutMs: 30_000 });
   const still = await mountsUnder(dir);
-  if (still.length > 0) throw new Error(`cannot remove ${dir}: still mounted: ${still.join(', ')}`);
+  if (still.length > 0) {
+    throw new ExternalError(`cannot remove ${dir}: still mounted: ${still.join(', ')}`, { hint: 'find what holds the mounts (fuser -vm), unmount them, and run again' });
+  }
   await fs.rm(dir, { recursive: true, force: true });
 }
 
@@ -105,7 +109,7 @@ export async function destroyHosts(cluster: string, names: string[]): Promise<Ba
       limit(async () => {
         try {
           if (survivors[i].length > 0) {
-            throw new Error(`processes would not stop: ${survivors[i].map((p) => `${p.pid} (${p.comm})`).join(', ')}`);
+            throw wouldNotStop(survivors[i]);
           }
           await deleteNetns(netnsName(cluster, name));
           // Normally gone with the netns; left over when something still held the namespace.
@@ -114,7 +118,7 @@ export async function destroyHosts(cluster: string, names: string[]): Promise<Ba
           result.done.push(name);
         } catch (e) {
           const err = e as Error;
-          result.failed.push({ name, error: new Error(`${name}: destroy host: ${err.message}`, { cause: e }) });
+          result.failed.push({ name, error: new HostStepError(name, 'destroy host', err.message, { cause: e, hint: (err as SwarmformError).hint }) });
         }
       }),
     ),

@@ -81,7 +81,7 @@ export const simProvider: Provider = {
   schemas: { settings: simSettingsSchema, options: simOptionsSchema },
 
   info() {
-    return { name: 'sim', batchSize: 10, concurrency: 4, userData: false, defaultInstall: 'packages', ownsMachines: true, needsRoot: false };
+    return { name: 'sim', batchSize: 10, concurrency: 4, userData: false, defaultInstall: 'packages', ownsMachines: true, needsRoot: false, ingressMesh: true };
   },
 
   validate() {},

@@ -44,7 +44,7 @@ export function sshMachine(h: HostSpec): Machine {
 export const sshProvider: Provider = {
   name: 'ssh',
   schemas: { settings: z.object({}).strict(), options: z.object({}).strict() },
-  info: () => ({ name: 'ssh', batchSize: 1000, concurrency: 64, userData: false, defaultInstall: 'packages', ownsMachines: false, needsRoot: false }),
+  info: () => ({ name: 'ssh', batchSize: 1000, concurrency: 64, userData: false, defaultInstall: 'packages', ownsMachines: false, needsRoot: false, ingressMesh: true }),
 
   validate(hosts: HostSpec[]) {
     const missing = hosts.filter((h) => !h.address);

@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import pLimit from 'p-limit';
 import { z } from 'zod';
-import { UsageError } from '../../base/errors.js';
+import { HostStepError, UsageError } from '../../base/errors.js';
 import type { HostSpec, Inventory } from '../../inventory/types.js';
 import type { BatchResult, Provider, ProviderArtifacts, ProviderContext, ProviderInfo } from '../provider.js';
 import type { Machine } from '../../base/machine.js';
@@ -87,7 +87,7 @@ export class VirtualBoxProvider implements Provider {
   readonly schemas = { settings: vboxSettingsSchema, options: vboxOptionsSchema };
 
   info(): ProviderInfo {
-    return { name: 'virtualbox', batchSize: 1, concurrency: 2, userData: false, defaultInstall: 'packages', ownsMachines: true, needsRoot: false };
+    return { name: 'virtualbox', batchSize: 1, concurrency: 2, userData: false, defaultInstall: 'packages', ownsMachines: true, needsRoot: false, ingressMesh: true };
   }
 
   validate(hosts: HostSpec[], ctx: ProviderContext): void {
@@ -222,7 +222,11 @@ export class VirtualBoxProvider implements Provider {
     for (let delay = 500; !ip; delay = Math.min(delay * 2, 5_000)) {
       ip = /^Value:\s*(\S+)/m.exec(await V(['guestproperty', 'get', vm, IP_PROP]))?.[1];
       if (ip) break;
-      if (Date.now() > deadline) throw new Error(`${vm}: no address in guest property ${IP_PROP} after ${s.waitTimeout} s (are the Guest Additions installed in the base VM?)`);
+      if (Date.now() > deadline) {
+        throw new HostStepError(h.name, 'create vm', `VM ${vm} has no address in guest property ${IP_PROP} after ${s.waitTimeout} s`, {
+          hint: 'install the VirtualBox Guest Additions in the base VM (they report its address), or raise providers.virtualbox.waitTimeout',
+        });
+      }
       await sleep(delay, ctx.signal);
     }
     const m = machineOf(vm, { [KEY.name]: h.name, [KEY.role]: h.role, [KEY.group]: h.group, [KEY.port]: String(port) }, ip, h, s);
