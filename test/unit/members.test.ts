@@ -56,7 +56,7 @@ async function context(probed: string[]): Promise<Context> {
   const fake = {
     name: 'fake-members',
     schemas: {},
-    info: () => ({ name: 'fake-members', batchSize: 1, concurrency: 1, userData: false, defaultInstall: 'packages', ownsMachines: false, needsRoot: false }),
+    info: () => ({ name: 'fake-members', batchSize: 1, concurrency: 1, userData: false, defaultInstall: 'packages', ownsMachines: false, needsRoot: false, ingressMesh: true }),
     // The provider's records still carry the roles from before the replace.
     list: async () => NAMES.map(([name, role]) => machine(name, role)),
     connect: async (m: Machine) => session(m, probed),

@@ -12,7 +12,8 @@ export const workloadsPhase: UpPhaseStep = {
     const { ctx, result } = run;
     const { inventory, events } = ctx;
     const lead = run.lead!;
-    if (ctx.providers.some((p) => p.provider.name === 'lab')) {
+    // A provider whose hosts lack IPVS (the lab kernel) cannot answer ingress-mode ports.
+    if (ctx.providers.some((p) => !p.provider.info().ingressMesh)) {
       for (const s of inventory.services) {
         if (s.ports.some((p) => p.mode === 'ingress')) {
           events.warn(`service ${s.name} publishes in ingress mode: the lab kernel has no IPVS, so the routing mesh does not answer there; use mode: host`);
