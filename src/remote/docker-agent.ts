@@ -7,6 +7,7 @@ import http from 'node:http';
 import { inspect } from 'node:util';
 import type { Duplex } from 'node:stream';
 import type { Client } from 'ssh2';
+import { ExternalError } from '../base/errors.js';
 
 export const DOCKER_SOCKET = '/var/run/docker.sock';
 
@@ -162,7 +163,7 @@ function relayChannel(ch: ExecChannel, via: DockerAgentVia): void {
     if (code === null || code === 0 || ch.destroyed) return;
     const text = errText.trim();
     // ssh2's destroy() takes no error: emit it (to the request, or to http's free-socket listener), then close.
-    ch.emit('error', via.failure ? via.failure(code, text) : new Error(`${via.exec}: exit ${code}${text ? `: ${text}` : ''}`));
+    ch.emit('error', via.failure ? via.failure(code, text) : new ExternalError(`${via.exec}: exit ${code}${text ? `: ${text}` : ''}`));
     ch.destroy();
   });
 }
