@@ -143,7 +143,11 @@ export function simCluster(opts: { managers: number; workers: number; extraSim?:
     cluster,
     inventory,
     home,
-    cli: (args) => inProcess([...args, '-i', inventory], home),
+    // Before a `--`: the words after it are the remote command.
+    cli: (args) => {
+      const dd = args.indexOf('--');
+      return inProcess(dd < 0 ? [...args, '-i', inventory] : [...args.slice(0, dd), '-i', inventory, ...args.slice(dd)], home);
+    },
     world: () => {
       const w = worldOf(cluster);
       if (!w) throw new Error(`no simulated world for ${cluster} in this process`);

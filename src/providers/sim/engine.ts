@@ -114,6 +114,7 @@ export class SimEngine {
       }
       case 'GET /nodes':
       case 'POST /nodes':
+      case 'DELETE /nodes':
         return this.nodes(method, parts, query, body);
       case 'GET /services':
       case 'POST /services':
@@ -289,6 +290,15 @@ export class SimEngine {
       }
       node.version = ++c.index;
       node.updatedAt = Date.now();
+      return ok(undefined);
+    }
+    if (method === 'DELETE' && parts.length === 3) {
+      // `docker node rm`: a manager must be demoted first; a node that is not down needs --force.
+      const force = _query.force === true || _query.force === 'true' || _query.force === '1';
+      if (node.role === 'manager') return err(400, `rpc error: code = FailedPrecondition desc = node ${node.id} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal`);
+      if (node.state !== 'down' && !force) return err(400, `rpc error: code = FailedPrecondition desc = node ${node.id} is not down and can't be removed`);
+      delete c.nodes[node.id];
+      c.index++;
       return ok(undefined);
     }
     return err(501, `the simulated engine does not model ${method} /nodes/${parts.slice(2).join('/')}`);

@@ -168,6 +168,11 @@ export class SimRemote implements Remote {
     }
     if (/^mkdir -p \S+$/.test(cmd) || cmd.startsWith('mkdir -p $(dirname ')) return okOut();
     if (/^systemctl daemon-reload && systemctl enable [\w.-]+ >\/dev\/null 2>&1$/.test(cmd)) return okOut();
+    // `raft replace`/`recover` clearing a host's old swarm state: the engine (stopped first) forgets its swarm.
+    if (cmd === 'rm -rf /var/lib/docker/swarm') {
+      host.swarm = { state: 'inactive' };
+      return okOut();
+    }
     if (cmd === 'true' || cmd === ':') return okOut();
     if (cmd === 'hostname') return okOut(`${host.name}\n`);
     if (cmd === 'uptime') return okOut(` 00:00:00 up ${Math.max(1, Math.round((Date.now() - host.createdAt) / 60_000))} min,  0 users,  load average: 0.00, 0.00, 0.00\n`);
