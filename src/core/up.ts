@@ -48,9 +48,8 @@ export async function up(ctx: Context, opts: UpOptions = {}): Promise<UpResult> 
     phaseMs: {},
   };
   const stop = new AbortController();
-  const partial = { opts, result } as Pick<UpRun, 'opts' | 'result'>;
   // Compose stacks are loaded and validated in full before anything is touched.
-  const stacks = reaches(partial as UpRun, 'workloads') ? planInventoryStacks(ctx) : [];
+  const stacks = reaches(opts, 'workloads') ? planInventoryStacks(ctx) : [];
   for (const { provider } of ctx.providers) await provider.preflight(ctx.providerContext);
   const release = await state.lock();
   const run: UpRun = {

@@ -19,7 +19,7 @@ import { reaches, type UpPhaseStep, type UpRun } from './phase.js';
 export const preparePhase: UpPhaseStep = {
   name: 'prepare',
   title: 'decide the install plan and build or find the engine bundle',
-  shouldRun: (run) => reaches(run, 'bootstrap'),
+  shouldRun: (run) => reaches(run.opts, 'bootstrap'),
   run: async (run) => {
     run.prepared = await prepareBootstrap(run.ctx, () => run.memberCidrs);
   },
@@ -29,7 +29,7 @@ export const preparePhase: UpPhaseStep = {
 export const bootstrapPhase: UpPhaseStep = {
   name: 'bootstrap',
   title: 'install and configure the engine on each machine as it arrives',
-  shouldRun: (run) => reaches(run, 'bootstrap'),
+  shouldRun: (run) => reaches(run.opts, 'bootstrap'),
   total: (run) => run.ctx.inventory.hosts.length,
   run: async (run) => {
     run.ready = await bootstrapAll(run);

@@ -8,7 +8,7 @@ const specsOf = (run: UpRun) => [...run.prepared.images, ...run.ctx.inventory.im
 export const imagesPhase: UpPhaseStep = {
   name: 'images',
   title: 'load the images the hosts miss',
-  shouldRun: (run) => reaches(run, 'bootstrap') && specsOf(run).length > 0 && run.ready.length > 0,
+  shouldRun: (run) => reaches(run.opts, 'bootstrap') && specsOf(run).length > 0 && run.ready.length > 0,
   total: (run) => run.ready.length,
   run: async (run) => {
     const { ctx, sessions, result } = run;

@@ -89,7 +89,7 @@ export function failureOf(host: string, step: string, err: Error): HostFailure {
 
 export const ORDER: UpPhase[] = ['provision', 'bootstrap', 'swarm', 'workloads'];
 
-/** Whether the run's `until` reaches phase `p`. */
-export function reaches(run: UpRun, p: UpPhase): boolean {
-  return ORDER.indexOf(run.opts.until ?? 'workloads') >= ORDER.indexOf(p);
+/** Whether `up`'s `until` reaches phase `p`. */
+export function reaches(opts: UpOptions, p: UpPhase): boolean {
+  return ORDER.indexOf(opts.until ?? 'workloads') >= ORDER.indexOf(p);
 }

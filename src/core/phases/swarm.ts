@@ -16,7 +16,7 @@ import { reaches, type UpPhaseStep, type UpRun } from './phase.js';
 export const swarmPhase: UpPhaseStep = {
   name: 'swarm',
   title: 'form the swarm: managers one at a time, workers in parallel',
-  shouldRun: (run) => reaches(run, 'swarm'),
+  shouldRun: (run) => reaches(run.opts, 'swarm'),
   total: (run) => run.ready.length,
   run: async (run) => {
     run.lead = await formAll(run);

@@ -6,7 +6,7 @@ import { reaches, type UpPhaseStep } from './phase.js';
 export const workloadsPhase: UpPhaseStep = {
   name: 'workloads',
   title: 'apply the services and stacks and wait for their tasks',
-  shouldRun: (run) => reaches(run, 'workloads') && run.ctx.inventory.services.length + run.stacks.length > 0,
+  shouldRun: (run) => reaches(run.opts, 'workloads') && run.ctx.inventory.services.length + run.stacks.length > 0,
   total: (run) => run.ctx.inventory.services.length + run.stacks.length,
   run: async (run) => {
     const { ctx, result } = run;
